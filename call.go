@@ -1,0 +1,155 @@
+package endcall
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Call statuses. The first three are active; the rest are final.
+const (
+	StatusQueued     = "queued"
+	StatusRinging    = "ringing"
+	StatusInProgress = "in-progress"
+	StatusCompleted  = "completed"
+	StatusCanceled   = "canceled"
+	StatusBusy       = "busy"
+	StatusNoAnswer   = "no-answer"
+	StatusFailed     = "failed"
+)
+
+// IsActive reports whether a call in this status can still be ended.
+func IsActive(status string) bool {
+	return status == StatusQueued || status == StatusRinging || status == StatusInProgress
+}
+
+// StatusRank orders the active statuses so that updates only move forward.
+func StatusRank(status string) int {
+	switch status {
+	case StatusQueued:
+		return 1
+	case StatusRinging:
+		return 2
+	case StatusInProgress:
+		return 3
+	}
+	return 4
+}
+
+// Provider hangup outcomes stored in provider_hangup_status.
+const (
+	HangupSucceeded    = "succeeded"
+	HangupAlreadyEnded = "already_ended"
+	HangupFailed       = "failed"
+	HangupRetrying     = "retrying"
+	HangupSkipped      = "skipped"
+)
+
+// Room and analysis statuses.
+const (
+	RoomPending       = "pending"
+	RoomDeleted       = "deleted"
+	RoomSkipped       = "skipped"
+	RoomFailed        = "failed"
+	AnalysisPending   = "pending"
+	AnalysisCompleted = "completed"
+	AnalysisFailed    = "failed"
+)
+
+// What ended a call; the label of the calls-ended metric.
+const (
+	TriggerAPI      = "api"
+	TriggerProvider = "provider"
+	TriggerOverdue  = "overdue"
+)
+
+// Disconnect reasons the service writes itself.
+const (
+	ReasonAPIDefault = "Ended Via API call"
+	ReasonOverdue    = "Exceeded maximum call duration"
+)
+
+// Turn is one utterance of a transcript.
+type Turn struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+	StartMS *int64 `json:"start_ms"`
+	EndMS   *int64 `json:"end_ms"`
+}
+
+// Call is the call object of the public contract (CONTRACT 3.5). Absent
+// values are nil and marshal as null.
+type Call struct {
+	ID                    string          `json:"id"`
+	WorkspaceID           string          `json:"workspace_id"`
+	PhoneNumberID         *string         `json:"phone_number_id"`
+	CallSID               *string         `json:"call_sid"`
+	CallProvider          string          `json:"call_provider"`
+	CallFrom              string          `json:"call_from"`
+	CallTo                string          `json:"call_to"`
+	CallDirection         string          `json:"call_direction"`
+	CallStatus            string          `json:"call_status"`
+	CallDuration          *int            `json:"call_duration"`
+	IsTest                bool            `json:"is_test"`
+	AIAgentID             *string         `json:"ai_agent_id"`
+	CampaignID            *string         `json:"campaign_id"`
+	ContactID             *string         `json:"contact_id"`
+	RoomName              *string         `json:"room_name"`
+	RecordURL             *string         `json:"record_url"`
+	Transcript            *string         `json:"transcript"`
+	TranscriptObject      []Turn          `json:"transcript_object"`
+	Metadata              json.RawMessage `json:"metadata"`
+	AgentDynamicVariables json.RawMessage `json:"agent_dynamic_variables"`
+	Notes                 *string         `json:"notes"`
+	CallRating            *int            `json:"call_rating"`
+	CallFeedback          *string         `json:"call_feedback"`
+	MaxDurationSeconds    *int            `json:"max_duration_seconds"`
+	DisconnectReason      *string         `json:"disconnect_reason"`
+	ProviderHangupStatus  *string         `json:"provider_hangup_status"`
+	RoomStatus            *string         `json:"room_status"`
+	AnalysisStatus        *string         `json:"analysis_status"`
+	AnalysisSentiment     *string         `json:"analysis_sentiment"`
+	Analysis              *Analysis       `json:"analysis"`
+	AgentPostCallOutcomes json.RawMessage `json:"agent_post_call_outcomes"`
+	CreatedAt             time.Time       `json:"created_at"`
+	UpdatedAt             time.Time       `json:"updated_at"`
+	StartedAt             *time.Time      `json:"started_at"`
+	EndedAt               *time.Time      `json:"ended_at"`
+}
+
+// Analysis is the stored result of call:analyze (CONTRACT 5).
+type Analysis struct {
+	Analyzer       string    `json:"analyzer"`
+	Sentiment      string    `json:"sentiment"`
+	SentimentScore float64   `json:"sentiment_score"`
+	Summary        string    `json:"summary"`
+	Metrics        Metrics   `json:"metrics"`
+	AnalyzedAt     time.Time `json:"analyzed_at"`
+}
+
+// Metrics are the conversation figures computed from transcript_object.
+type Metrics struct {
+	DurationSeconds    int      `json:"duration_seconds"`
+	Turns              int      `json:"turns"`
+	AgentTurns         int      `json:"agent_turns"`
+	UserTurns          int      `json:"user_turns"`
+	AgentWords         int      `json:"agent_words"`
+	UserWords          int      `json:"user_words"`
+	AgentTalkRatio     float64  `json:"agent_talk_ratio"`
+	WordsPerMinute     float64  `json:"words_per_minute"`
+	AvgAgentResponseMS *float64 `json:"avg_agent_response_ms"`
+}
+
+// TranscriptText renders turns as the plain transcript: one "role: content"
+// line a turn.
+func TranscriptText(turns []Turn) string {
+	var b []byte
+	for i, t := range turns {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, t.Role...)
+		b = append(b, ": "...)
+		b = append(b, t.Content...)
+	}
+	return string(b)
+}

@@ -1,0 +1,74 @@
+package endcall
+
+import (
+	"context"
+	"time"
+)
+
+// EndRequest asks to end one call. Reason is already defaulted.
+type EndRequest struct {
+	WorkspaceID string
+	CallID      string
+	Reason      string
+	Trigger     string
+	// ProviderStatus is set when the provider reported the call over: its
+	// final status is stored and no hangup request is made.
+	ProviderStatus string
+}
+
+// EndResult is what ending a call did.
+type EndResult struct {
+	Call         *Call
+	AlreadyEnded bool
+}
+
+// CallService ends calls. Every trigger (API, provider callback, overdue
+// scan) goes through End.
+type CallService interface {
+	// End ends an active call, exactly once however many ends race.
+	// Returns ENOTFOUND for a missing call or another workspace's, and
+	// EUNAVAILABLE when the database cannot be reached.
+	End(ctx context.Context, req EndRequest) (EndResult, error)
+}
+
+// Ending is how an active call ends, decided while its row is locked.
+type Ending struct {
+	Status       string
+	Reason       string
+	HangupStatus string
+	At           time.Time
+}
+
+// LockedCall is an active call under lock, with the credentials its
+// hangup must use (nil: the platform's).
+type LockedCall struct {
+	Call        *Call
+	Credentials *ProviderCredentials
+}
+
+// EndStore is the persistence the end path needs.
+type EndStore interface {
+	// EndCall locks the call and, when it is active, calls decide (which may
+	// make the provider hangup: concurrent ends wait on the lock) and commits
+	// the ending with all owed work in one transaction. When the call has
+	// already ended, decide is not called and ended is false.
+	EndCall(ctx context.Context, workspaceID, callID string,
+		decide func(ctx context.Context, c LockedCall) (Ending, error)) (call *Call, work []Work, ended bool, err error)
+}
+
+// Telephony hangs calls up with the provider.
+type Telephony interface {
+	// Hangup ends callSID with status "completed" or "canceled". It returns
+	// HangupSucceeded or HangupAlreadyEnded, or an error; a *HangupError
+	// with Permanent set must not be retried.
+	Hangup(ctx context.Context, creds *ProviderCredentials, callSID, status string) (string, error)
+}
+
+// HangupError is a provider refusal that retrying cannot fix.
+type HangupError struct {
+	Permanent bool
+	Err       error
+}
+
+func (e *HangupError) Error() string { return e.Err.Error() }
+func (e *HangupError) Unwrap() error { return e.Err }

@@ -1,0 +1,32 @@
+package endcall
+
+import "context"
+
+// Kinds of post-call work an ended call owes. Postgres records each as
+// owed in the transaction that ends the call; the queue only executes it.
+const (
+	WorkHangup     = "hangup"
+	WorkRoomDelete = "room_delete"
+	WorkAnalyze    = "analyze"
+	WorkDeliver    = "deliver"
+)
+
+// Webhook event types.
+const (
+	EventCallEnded    = "call.ended"
+	EventCallAnalyzed = "call.analyzed"
+)
+
+// Work is one owed piece of post-call work. DeliveryID is set for
+// WorkDeliver only.
+type Work struct {
+	Kind       string
+	CallID     string
+	DeliveryID string
+}
+
+// Queue hands owed work to the background engine. Enqueueing the same work
+// twice must be harmless (deterministic task IDs).
+type Queue interface {
+	Enqueue(ctx context.Context, work []Work) error
+}
