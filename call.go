@@ -153,3 +153,29 @@ func TranscriptText(turns []Turn) string {
 	}
 	return string(b)
 }
+
+// Optional is a field of a partial update: Set says whether the request
+// named it, Value is nil when it was set to null.
+type Optional[T any] struct {
+	Set   bool
+	Value *T
+}
+
+// CallPatch is a PATCH of a call. Only CallRating and CallFeedback may
+// change once a call has ended.
+type CallPatch struct {
+	CallStatus       Optional[string]
+	TranscriptObject Optional[[]Turn]
+	RecordURL        Optional[string]
+	Notes            Optional[string]
+	Metadata         Optional[json.RawMessage]
+	RoomName         Optional[string]
+	CallRating       Optional[int]
+	CallFeedback     Optional[string]
+}
+
+// TouchesActiveFields reports whether the patch changes anything besides the
+// rating and feedback, which is refused on an ended call.
+func (p CallPatch) TouchesActiveFields() bool {
+	return p.CallStatus.Set || p.TranscriptObject.Set || p.RecordURL.Set || p.Notes.Set || p.Metadata.Set || p.RoomName.Set
+}

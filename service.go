@@ -72,3 +72,20 @@ type HangupError struct {
 
 func (e *HangupError) Error() string { return e.Err.Error() }
 func (e *HangupError) Unwrap() error { return e.Err }
+
+// HangupTarget is what a background hangup retry needs: the provider call,
+// the status to send, the call's current provider_hangup_status and the
+// credentials to send it with (nil: the platform's).
+type HangupTarget struct {
+	CallSID      string
+	Status       string
+	HangupStatus string
+	Credentials  *ProviderCredentials
+}
+
+// HangupStore is the persistence of background hangup retries.
+type HangupStore interface {
+	HangupTarget(ctx context.Context, callID string) (*HangupTarget, error)
+	// FinishHangup stores outcome on a call still marked retrying.
+	FinishHangup(ctx context.Context, callID, outcome string) error
+}

@@ -1,0 +1,22 @@
+package api
+
+import "net/http"
+
+// routes mounts every route of the API. Fixed paths come before {id}
+// patterns so that /v1/calls/end is never read as a call ID.
+func (s *Server) routes() {
+	r := s.router
+	r.Use(s.logRequests)
+	r.NotFoundHandler = s.logRequests(http.HandlerFunc(s.notFound))
+	r.MethodNotAllowedHandler = s.logRequests(http.HandlerFunc(s.methodNotAllowed))
+
+	v1 := r.PathPrefix("/v1").Subrouter()
+	v1.Handle("/calls/end", s.legacyEmpty(s.authenticate(http.HandlerFunc(s.handleEndCall)))).Methods(http.MethodPost)
+	v1.Handle("/calls", s.authenticate(http.HandlerFunc(s.handleCreateCall))).Methods(http.MethodPost)
+	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handleGetCall))).Methods(http.MethodGet)
+	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handlePatchCall))).Methods(http.MethodPatch)
+
+	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleCreatePhoneNumber))).Methods(http.MethodPost)
+	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleListPhoneNumbers))).Methods(http.MethodGet)
+	v1.Handle("/phone-numbers/{id}", s.authenticate(http.HandlerFunc(s.handleDeletePhoneNumber))).Methods(http.MethodDelete)
+}

@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/endcall/endcall"
+)
+
+// Store is the persistence the API reads and writes besides ending calls.
+type Store interface {
+	WorkspaceForAPIKey(ctx context.Context, key string) (string, error)
+	CreatePhoneNumber(ctx context.Context, workspaceID, number, provider string, creds *endcall.ProviderCredentials) (*endcall.PhoneNumber, error)
+	ListPhoneNumbers(ctx context.Context, workspaceID string) ([]*endcall.PhoneNumber, error)
+	DeletePhoneNumber(ctx context.Context, workspaceID, id string) error
+	FindPhoneNumber(ctx context.Context, workspaceID, id, number string) (*endcall.PhoneNumber, error)
+	CreateCall(ctx context.Context, c *endcall.Call) (*endcall.Call, error)
+	GetCall(ctx context.Context, workspaceID, callID string) (*endcall.Call, error)
+	PatchCall(ctx context.Context, workspaceID, callID string, p endcall.CallPatch) (*endcall.Call, error)
+}
+
+// Deps are what the server is built from.
+type Deps struct {
+	Store Store
+	Calls endcall.CallService
+	Log   *slog.Logger
+	JWT   JWTConfig
+	// LegacyEmptyErrors makes every error of POST /v1/calls/end answer 200
+	// with an empty body (LEGACY_EMPTY_ERROR_RESPONSES).
+	LegacyEmptyErrors bool
+	Now               func() time.Time
+}
+
+// Server is the HTTP API.
+type Server struct {
+	store  Store
+	calls  endcall.CallService
+	log    *slog.Logger
+	jwt    JWTConfig
+	keys   *keyCache
+	legacy bool
+	now    func() time.Time
+	router *mux.Router
+}
+
+// NewServer returns the API with every route mounted (see routes.go).
+func NewServer(d Deps) *Server {
+	s := &Server{store: d.Store, calls: d.Calls, log: d.Log, jwt: d.JWT, legacy: d.LegacyEmptyErrors, now: d.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.keys = &keyCache{resolve: d.Store.WorkspaceForAPIKey, ttl: 30 * time.Second, entries: map[string]cachedKey{}}
+	s.router = mux.NewRouter()
+	s.routes()
+	return s
+}
+
+// Router exposes the router so that other packages (dashboard, metrics)
+// can mount beside the API.
+func (s *Server) Router() *mux.Router { return s.router }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// statusRecorder captures the status code for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// logRequests writes one structured line per request with its route,
+// status, latency and the call it concerned.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{route: r.URL.Path}
+		if route := mux.CurrentRoute(r); route != nil {
+			if tpl, err := route.GetPathTemplate(); err == nil {
+				info.route = tpl
+			}
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		attrs := append(logAttrs(info),
+			slog.String("method", r.Method),
+			slog.Int("status", rec.status),
+			slog.Duration("latency", time.Since(start)))
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
+	})
+}
+
+// legacyEmpty marks a route whose errors follow LEGACY_EMPTY_ERROR_RESPONSES.
+func (s *Server) legacyEmpty(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := requestInfoFrom(r.Context()); info != nil && s.legacy {
+			info.legacyEmpty = true
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, endcall.Errorf(endcall.ENOTFOUND, "No route %s %s.", r.Method, r.URL.Path))
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusMethodNotAllowed, errorEnvelope{Status: "error",
+		Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + ".", Error: errorCode{Code: "method_not_allowed"}})
+}

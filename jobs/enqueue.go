@@ -1,0 +1,112 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/endcall/endcall"
+)
+
+// Queue names, highest priority first.
+const (
+	QueueCritical = "critical"
+	QueueDefault  = "default"
+	QueueWebhooks = "webhooks"
+)
+
+// Retention keeps a finished task's ID occupied so that a late re-queue of
+// the same work (the sweeper, a retried enqueue) is refused rather than run
+// twice.
+const Retention = 24 * time.Hour
+
+// Enqueuer implements endcall.Queue with asynq.
+type Enqueuer struct {
+	Client *asynq.Client
+	// DeliverMaxRetry is len(WEBHOOK_RETRY_SCHEDULE): 8 attempts by default.
+	DeliverMaxRetry int
+}
+
+var _ endcall.Queue = (*Enqueuer)(nil)
+
+// Enqueue queues each piece of work once. A task ID already present means the
+// work is queued, running or recently done, which is success.
+func (e *Enqueuer) Enqueue(ctx context.Context, work []endcall.Work) error {
+	var errs []error
+	for _, w := range work {
+		task, err := e.Task(w)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := e.Client.EnqueueContext(ctx, task); err != nil &&
+			!errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+			errs = append(errs, fmt.Errorf("enqueue %s: %w", task.Type(), err))
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Task builds the asynq task of one piece of owed work, with its
+// deterministic ID, queue and retry budget.
+func (e *Enqueuer) Task(w endcall.Work) (*asynq.Task, error) {
+	switch w.Kind {
+	case endcall.WorkHangup:
+		return NewHangupTask(w.CallID)
+	case endcall.WorkRoomDelete:
+		return newCallTask(TypeRoomDelete, "room:"+w.CallID, w.CallID, asynq.Queue(QueueDefault), asynq.MaxRetry(10), asynq.Timeout(30*time.Second))
+	case endcall.WorkAnalyze:
+		return newCallTask(TypeAnalyze, "analyze:"+w.CallID, w.CallID, asynq.Queue(QueueDefault), asynq.MaxRetry(5), asynq.Timeout(2*time.Minute))
+	case endcall.WorkDeliver:
+		payload, err := json.Marshal(DeliverPayload{DeliveryID: w.DeliveryID, CallID: w.CallID})
+		if err != nil {
+			return nil, err
+		}
+		return asynq.NewTask(TypeDeliver, payload, asynq.TaskID("deliver:"+w.DeliveryID),
+			asynq.Queue(QueueWebhooks), asynq.MaxRetry(e.DeliverMaxRetry), asynq.Timeout(time.Minute), asynq.Retention(Retention)), nil
+	}
+	return nil, fmt.Errorf("unknown work kind %q", w.Kind)
+}
+
+// CallPayload is the payload of the tasks that act on one call.
+type CallPayload struct {
+	CallID string `json:"call_id"`
+}
+
+// DeliverPayload is the payload of webhook:deliver.
+type DeliverPayload struct {
+	DeliveryID string `json:"delivery_id"`
+	CallID     string `json:"call_id"`
+}
+
+func newCallTask(typ, id, callID string, opts ...asynq.Option) (*asynq.Task, error) {
+	payload, err := json.Marshal(CallPayload{CallID: callID})
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(typ, payload, append(opts, asynq.TaskID(id), asynq.Retention(Retention))...), nil
+}
+
+// Task types that the handlers of later files process.
+const (
+	TypeRoomDelete = "room:delete"
+	TypeAnalyze    = "call:analyze"
+	TypeDeliver    = "webhook:deliver"
+)
+
+// decodeCallPayload reads a CallPayload; a malformed one can never succeed,
+// so it is a permanent failure.
+func decodeCallPayload(t *asynq.Task) (CallPayload, error) {
+	var p CallPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.CallID == "" {
+		return p, fmt.Errorf("bad %s payload: %v: %w", t.Type(), err, asynq.SkipRetry)
+	}
+	return p, nil
+}

@@ -1,0 +1,79 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/endcall/endcall"
+)
+
+// TypeHangup retries a provider hangup that failed during an end.
+const TypeHangup = "call:hangup"
+
+// HangupMaxRetry bounds background hangup retries; with the retry delays of
+// the worker they span about an hour.
+const HangupMaxRetry = 12
+
+// NewHangupTask returns the call:hangup task of a call.
+func NewHangupTask(callID string) (*asynq.Task, error) {
+	return newCallTask(TypeHangup, "hangup:"+callID, callID,
+		asynq.Queue(QueueCritical), asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(30*time.Second))
+}
+
+// HangupHandler processes call:hangup.
+type HangupHandler struct {
+	Store     endcall.HangupStore
+	Telephony endcall.Telephony
+	Timeout   time.Duration
+	Log       *slog.Logger
+}
+
+// ProcessTask hangs the call up. It does nothing when the call is no longer
+// marked retrying, so a duplicate run makes no second request.
+func (h *HangupHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	p, err := decodeCallPayload(t)
+	if err != nil {
+		return err
+	}
+	target, err := h.Store.HangupTarget(ctx, p.CallID)
+	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
+		return fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
+	} else if err != nil {
+		return err
+	}
+	if target.HangupStatus != endcall.HangupRetrying {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, h.Timeout)
+	defer cancel()
+	outcome, err := h.Telephony.Hangup(hctx, target.Credentials, target.CallSID, target.Status)
+	if err == nil {
+		return h.Store.FinishHangup(ctx, p.CallID, outcome)
+	}
+	var herr *endcall.HangupError
+	if errors.As(err, &herr) && herr.Permanent {
+		if ferr := h.Store.FinishHangup(ctx, p.CallID, endcall.HangupFailed); ferr != nil {
+			return ferr
+		}
+		return fmt.Errorf("provider refused hangup: %v: %w", err, asynq.SkipRetry)
+	}
+	if retried, _ := asynq.GetRetryCount(ctx); retried >= maxRetry(ctx) {
+		if ferr := h.Store.FinishHangup(ctx, p.CallID, endcall.HangupFailed); ferr != nil {
+			return ferr
+		}
+	}
+	return err
+}
+
+func maxRetry(ctx context.Context) int {
+	n, ok := asynq.GetMaxRetry(ctx)
+	if !ok {
+		return 0
+	}
+	return n
+}

@@ -1,0 +1,105 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/endcall/endcall"
+)
+
+// Open connects a pool to the database at url and checks that it answers.
+func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if cfg.MaxConns < 40 {
+		// The end path holds a connection while the provider answers, so
+		// the pool must be wider than pgx's CPU-based default.
+		cfg.MaxConns = 40
+	}
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+	}
+	return pool, nil
+}
+
+// Store implements the persistence interfaces of the domain.
+type Store struct {
+	pool   *pgxpool.Pool
+	cipher *Cipher
+	now    func() time.Time
+}
+
+// NewStore returns a store on pool. cipher may be nil when no ENCRYPTION_KEY
+// is configured; storing BYOT credentials then fails with EINVALID.
+func NewStore(pool *pgxpool.Pool, cipher *Cipher) *Store {
+	return &Store{pool: pool, cipher: cipher, now: time.Now}
+}
+
+// Pool returns the underlying pool (readiness checks, tests).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+var _ endcall.EndStore = (*Store)(nil)
+
+// dbError translates a driver error into a domain error: connection
+// failures become EUNAVAILABLE so that the API answers 503, and everything
+// else stays internal (logged, never shown).
+func dbError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *endcall.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return endcall.Errorf(endcall.ENOTFOUND, "not found")
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err) {
+		return &unavailable{err}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P03") {
+		return &unavailable{err}
+	}
+	return fmt.Errorf("postgres: %w", err)
+}
+
+// unavailable is a database outage: it reads as EUNAVAILABLE to clients and
+// keeps the cause for the logs.
+type unavailable struct{ err error }
+
+func (u *unavailable) Error() string { return "postgres unavailable: " + u.err.Error() }
+func (u *unavailable) Unwrap() error { return u.err }
+
+// As lets errors.As(err, **endcall.Error) see the outage as EUNAVAILABLE.
+func (u *unavailable) As(target any) bool {
+	if t, ok := target.(**endcall.Error); ok {
+		*t = endcall.Errorf(endcall.EUNAVAILABLE, "The database is unavailable; try again shortly.")
+		return true
+	}
+	return false
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
