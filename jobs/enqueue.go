@@ -110,3 +110,12 @@ func decodeCallPayload(t *asynq.Task) (CallPayload, error) {
 	}
 	return p, nil
 }
+
+// CallIDOf returns the call a task concerns, for logs; "" when none.
+func CallIDOf(t *asynq.Task) string {
+	var p struct {
+		CallID string `json:"call_id"`
+	}
+	_ = json.Unmarshal(t.Payload(), &p)
+	return p.CallID
+}

@@ -1,0 +1,3 @@
+// Package dashboard mounts Asynqmon, the operators' view of the queues, at
+// /monitoring/ behind HTTP Basic auth.
+package dashboard

@@ -1,0 +1,112 @@
+// Package worker runs endcall's background side: the asynq server with its
+// queues and task routing, and (in later files) the periodic scheduler and
+// the recovery sweeper.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/endcall/endcall/jobs"
+)
+
+// Config is what the asynq server is built from.
+type Config struct {
+	Redis       asynq.RedisConnOpt
+	Concurrency int
+	// ShutdownTimeout is how long in-flight tasks may run after a stop
+	// before they are handed back to the queue.
+	ShutdownTimeout time.Duration
+	Log             *slog.Logger
+}
+
+// Worker is a running (or runnable) asynq server.
+type Worker struct {
+	server *asynq.Server
+	mux    *asynq.ServeMux
+	log    *slog.Logger
+}
+
+// New builds the server and its mux. Register handlers with Handle before Run.
+func New(cfg Config) *Worker {
+	w := &Worker{mux: asynq.NewServeMux(), log: cfg.Log}
+	w.mux.Use(w.logTask)
+	w.server = asynq.NewServer(cfg.Redis, asynq.Config{
+		Concurrency: cfg.Concurrency,
+		// Weighted, not strict: hangups come first but webhooks never starve.
+		Queues:          map[string]int{jobs.QueueCritical: 6, jobs.QueueDefault: 3, jobs.QueueWebhooks: 3},
+		RetryDelayFunc:  retryDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          asynqLogger{cfg.Log},
+		LogLevel:        asynq.WarnLevel,
+		IsFailure:       func(err error) bool { return !errors.Is(err, context.Canceled) },
+	})
+	return w
+}
+
+// Handle routes a task type to its handler.
+func (w *Worker) Handle(taskType string, h asynq.Handler) { w.mux.Handle(taskType, h) }
+
+// Run processes tasks until ctx is done, then stops fetching and waits for
+// in-flight tasks up to the shutdown timeout.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.server.Start(w.mux); err != nil {
+		return fmt.Errorf("starting worker: %w", err)
+	}
+	<-ctx.Done()
+	w.server.Shutdown()
+	return nil
+}
+
+// retryDelay is the one RetryDelayFunc: it switches on the task type.
+func retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	switch t.Type() {
+	case jobs.TypeHangup:
+		// 5s, 10s, 20s ... capped at 10 minutes: a provider outage is
+		// usually short, and the call may still be live.
+		return backoff(5*time.Second, n, 10*time.Minute)
+	}
+	return asynq.DefaultRetryDelayFunc(n, err, t)
+}
+
+func backoff(base time.Duration, n int, max time.Duration) time.Duration {
+	d := time.Duration(float64(base) * math.Pow(2, float64(n)))
+	if d > max || d <= 0 {
+		return max
+	}
+	return d
+}
+
+// logTask writes one structured line per task with its type, call id,
+// outcome and latency.
+func (w *Worker) logTask(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		start := time.Now()
+		err := next.ProcessTask(ctx, t)
+		id, _ := asynq.GetTaskID(ctx)
+		retried, _ := asynq.GetRetryCount(ctx)
+		attrs := []slog.Attr{slog.String("type", t.Type()), slog.String("task_id", id),
+			slog.String("call_id", jobs.CallIDOf(t)), slog.Int("retry", retried), slog.Duration("latency", time.Since(start))}
+		if err != nil {
+			w.log.LogAttrs(ctx, slog.LevelWarn, "task failed", append(attrs, slog.String("error", err.Error()))...)
+		} else {
+			w.log.LogAttrs(ctx, slog.LevelInfo, "task done", attrs...)
+		}
+		return err
+	})
+}
+
+// asynqLogger routes asynq's own logs into slog.
+type asynqLogger struct{ log *slog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.log.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (l asynqLogger) Info(args ...any)  { l.log.Info(fmt.Sprint(args...), "component", "asynq") }
+func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...), "component", "asynq") }
+func (l asynqLogger) Fatal(args ...any) { l.log.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true) }
