@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/endcall/endcall/internal/testenv"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestInvalidConfigurationIsOneClearLine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{"no DATABASE_URL", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"serve"}, "DATABASE_URL is required"},
+		{"bad duration", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "PROVIDER_TIMEOUT": "5 sec"}, []string{"worker"}, "PROVIDER_TIMEOUT"},
+		{"migrate without DATABASE_URL", map[string]string{}, []string{"migrate"}, "DATABASE_URL is required"},
+		{"unknown subcommand", map[string]string{}, []string{"dance"}, "unknown subcommand"},
+		{"apikey without workspace", map[string]string{}, []string{"apikey", "create"}, "--workspace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tc.args, env(tc.vars), &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("got error %v, want one line mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"worker", "--help"}, {"all", "--help"}, {"migrate", "--help"}, {"apikey", "create", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), args, env(nil), &stdout, &stderr); err != nil || stdout.Len() == 0 {
+			t.Errorf("%v: err %v, stdout %q", args, err, stdout.String())
+		}
+	}
+}
+
+func TestMigrateAPIKeyAndServe(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.DatabaseURL(t) // migrated; make an unmigrated one too
+	vars := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": testenv.Redis(t), "TELEPHONY_MODE": "simulated", "LOG_LEVEL": "error"}
+	ctx := context.Background()
+
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"migrate"}, env(vars), &stdout, &stderr); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	stdout.Reset()
+	if err := run(ctx, []string{"apikey", "create", "--workspace", "acme"}, env(vars), &stdout, &stderr); err != nil {
+		t.Fatalf("apikey create: %v", err)
+	}
+	var out map[string]string
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || len(out) != 2 || !strings.HasPrefix(out["api_key"], "ek_") || len(out["workspace_id"]) != 36 {
+		t.Fatalf("apikey create printed %q (%v), want one JSON object with workspace_id and api_key", stdout.String(), err)
+	}
+	if strings.Count(strings.TrimSpace(stdout.String()), "\n") != 0 {
+		t.Errorf("apikey create printed more than one line: %q", stdout.String())
+	}
+
+	port := freePort(t)
+	vars["HTTP_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, []string{"all"}, env(vars), &stdout, &stderr) }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitHealthy(t, base+"/healthz", done)
+	res, err := http.Get(base + "/readyz")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", res, err)
+	}
+	res.Body.Close()
+	req, _ := http.NewRequest("GET", base+"/v1/phone-numbers", nil)
+	req.Header.Set("Authorization", "Bearer "+out["api_key"])
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
+		t.Fatalf("list phone numbers with the new key: %v %v", res, err)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("after SIGTERM-equivalent: got %v, want a clean exit", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop within 30s")
+	}
+}
+
+func TestServeRefusesUnmigratedDatabase(t *testing.T) {
+	t.Parallel()
+	pool := testenv.DB(t)
+	if _, err := pool.Exec(context.Background(), `DROP TABLE goose_db_version`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := pool.Config().ConnConfig
+	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+	vars := map[string]string{"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:1/0"}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"serve"}, env(vars), &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "endcall migrate") {
+		t.Fatalf("got %v, want a refusal naming `endcall migrate`", err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitHealthy(t *testing.T, url string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("process exited early: %v", err)
+		default:
+		}
+		if res, err := http.Get(url); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered 200", url)
+}
