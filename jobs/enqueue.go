@@ -36,22 +36,34 @@ var _ endcall.Queue = (*Enqueuer)(nil)
 // Enqueue queues each piece of work once. A task ID already present means the
 // work is queued, running or recently done, which is success.
 func (e *Enqueuer) Enqueue(ctx context.Context, work []endcall.Work) error {
+	_, err := e.Requeue(ctx, work)
+	return err
+}
+
+// Requeue is Enqueue that also counts the tasks that were not already
+// present: for the sweeper, a count of work that had been lost.
+func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (int, error) {
 	var errs []error
+	queued := 0
 	for _, w := range work {
 		task, err := e.Task(w)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := e.Client.EnqueueContext(ctx, task); err != nil &&
-			!errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
+		_, err = e.Client.EnqueueContext(ctx, task)
+		switch {
+		case err == nil:
+			queued++
+		case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
+		default:
 			errs = append(errs, fmt.Errorf("enqueue %s: %w", task.Type(), err))
 			if ctx.Err() != nil {
-				break
+				return queued, errors.Join(errs...)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return queued, errors.Join(errs...)
 }
 
 // Task builds the asynq task of one piece of owed work, with its
@@ -84,6 +96,8 @@ type CallPayload struct {
 type DeliverPayload struct {
 	DeliveryID string `json:"delivery_id"`
 	CallID     string `json:"call_id"`
+	// Redeliver marks a manual resend: sent even if the delivery succeeded.
+	Redeliver bool `json:"redeliver,omitempty"`
 }
 
 func newCallTask(typ, id, callID string, opts ...asynq.Option) (*asynq.Task, error) {
@@ -94,7 +108,7 @@ func newCallTask(typ, id, callID string, opts ...asynq.Option) (*asynq.Task, err
 	return asynq.NewTask(typ, payload, append(opts, asynq.TaskID(id), asynq.Retention(Retention))...), nil
 }
 
-// Task types that the handlers of later files process.
+// Task types of post-call work.
 const (
 	TypeRoomDelete = "room:delete"
 	TypeAnalyze    = "call:analyze"

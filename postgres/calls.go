@@ -93,8 +93,8 @@ WITH ended AS (
 	WHERE c.id = $1
 	RETURNING ` + callColumns + `
 ), deliveries AS (
-	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, created_at, updated_at)
-	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $3
+	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, created_at, updated_at, next_attempt_at)
+	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $3, $3
 	FROM webhook_endpoints e
 	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
 	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING

@@ -46,6 +46,11 @@ func New(cfg Config) *Worker {
 		Logger:          asynqLogger{cfg.Log},
 		LogLevel:        asynq.WarnLevel,
 		IsFailure:       func(err error) bool { return !errors.Is(err, context.Canceled) },
+		// Poll often when idle so that a new task starts within tens of
+		// milliseconds, and move due retries to pending well within the 1 s
+		// that a webhook attempt may start late.
+		TaskCheckInterval:        50 * time.Millisecond,
+		DelayedTaskCheckInterval: 250 * time.Millisecond,
 	})
 	return w
 }
@@ -66,6 +71,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // retryDelay is the one RetryDelayFunc: it switches on the task type.
 func retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	var in *jobs.RetryIn
+	if errors.As(err, &in) {
+		return in.Delay
+	}
 	switch t.Type() {
 	case jobs.TypeHangup:
 		// 5s, 10s, 20s ... capped at 10 minutes: a provider outage is

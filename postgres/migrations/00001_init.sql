@@ -120,12 +120,16 @@ CREATE TABLE webhook_deliveries (
     status       text NOT NULL DEFAULT 'pending',
     body         bytea,
     attempts     jsonb NOT NULL DEFAULT '[]',
+    -- When the next attempt is due; the sweeper looks only at deliveries
+    -- overdue for their attempt, so work waiting for a later retry costs it
+    -- nothing.
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     UNIQUE (endpoint_id, call_id, event)
 );
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, created_at DESC);
-CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (created_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
 
 -- +goose Down
 DROP TABLE webhook_deliveries;

@@ -1,0 +1,89 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/endcall/endcall"
+)
+
+// CallByID returns a call whatever its workspace; for background tasks,
+// whose payloads come from the service itself.
+func (s *Store) CallByID(ctx context.Context, id string) (*endcall.Call, error) {
+	row := s.pool.QueryRow(ctx, `SELECT `+callColumns+` FROM calls c WHERE c.id = $1`, id)
+	c, err := scanCall(row)
+	return c, notFound(dbError(err), "call")
+}
+
+// SetRoomStatus records the room deletion's outcome on a call whose room is
+// still pending; a repeated run changes nothing.
+func (s *Store) SetRoomStatus(ctx context.Context, callID, status string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE calls SET room_status = $2, updated_at = now() WHERE id = $1 AND room_status = 'pending'`, callID, status)
+	return dbError(err)
+}
+
+// CompleteAnalysis stores the analysis of a call whose analysis is pending
+// and, in the same commit, owes its call.analyzed deliveries. It returns the
+// IDs of every call.analyzed delivery of the call still pending, so that a
+// re-run after a crash queues what the first run could not.
+func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error) {
+	var analysis []byte
+	var sentiment *string
+	if a != nil {
+		var err error
+		if analysis, err = json.Marshal(a); err != nil {
+			return nil, err
+		}
+		sentiment = &a.Sentiment
+	}
+	var ids []string
+	err := s.pool.QueryRow(ctx, `WITH analyzed AS (
+			UPDATE calls SET analysis_status = $2, analysis = $3, analysis_sentiment = $4,
+				agent_post_call_outcomes = $5, updated_at = now()
+			WHERE id = $1 AND analysis_status = 'pending'
+			RETURNING id, workspace_id
+		), created AS (
+			INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event)
+			SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, a.id, 'call.analyzed'
+			FROM analyzed a JOIN webhook_endpoints e ON e.workspace_id = a.workspace_id
+			WHERE e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
+			ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
+			RETURNING id
+		)
+		SELECT ARRAY(SELECT id FROM created UNION
+			SELECT id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND status = 'pending')`,
+		callID, status, analysis, sentiment, nullJSON(outcomes)).Scan(&ids)
+	return ids, dbError(err)
+}
+
+// OwedWork lists post-call work recorded as owed and not done, for work
+// that has been owed since before cutoff (younger work is normally still
+// in flight on the fast path). At most limit items of each kind.
+func (s *Store) OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error) {
+	rows, err := s.pool.Query(ctx, `
+		(SELECT 'hangup', id::text, '' FROM calls
+			WHERE provider_hangup_status = 'retrying' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
+		UNION ALL
+		(SELECT 'room_delete', id::text, '' FROM calls
+			WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
+		UNION ALL
+		(SELECT 'analyze', id::text, '' FROM calls
+			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
+		UNION ALL
+		(SELECT 'deliver', call_id::text, id FROM webhook_deliveries
+			WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT $2)`, cutoff, limit)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	defer rows.Close()
+	var work []endcall.Work
+	for rows.Next() {
+		var w endcall.Work
+		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID); err != nil {
+			return nil, dbError(err)
+		}
+		work = append(work, w)
+	}
+	return work, dbError(rows.Err())
+}

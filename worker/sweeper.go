@@ -1,0 +1,64 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/endcall/endcall"
+)
+
+// OwedWorkStore lists post-call work that Postgres records as owed.
+type OwedWorkStore interface {
+	OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error)
+}
+
+// Requeuer queues work idempotently and counts what was not queued yet.
+type Requeuer interface {
+	Requeue(ctx context.Context, work []endcall.Work) (int, error)
+}
+
+// Sweeper re-queues owed work that never reached Redis (Redis was down, or
+// the process died between commit and enqueue) or that Redis lost. Several
+// sweepers may run: deterministic task IDs make a second enqueue a no-op.
+type Sweeper struct {
+	Store    OwedWorkStore
+	Queue    Requeuer
+	Interval time.Duration
+	// Grace skips work younger than this, which the fast path is normally
+	// still queueing.
+	Grace time.Duration
+	// Limit bounds the items of each kind per sweep.
+	Limit int
+	Log   *slog.Logger
+}
+
+// Run sweeps at once and then every Interval until ctx is done.
+func (s *Sweeper) Run(ctx context.Context) error {
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Warn("recovery sweep failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Sweep queues every owed item without a live task and returns how many it
+// queued.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	work, err := s.Store.OwedWork(ctx, time.Now().Add(-s.Grace), s.Limit)
+	if err != nil || len(work) == 0 {
+		return 0, err
+	}
+	queued, err := s.Queue.Requeue(ctx, work)
+	if queued > 0 {
+		s.Log.Info("recovery sweep queued lost work", "queued", queued, "owed", len(work))
+	}
+	return queued, err
+}
