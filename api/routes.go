@@ -19,4 +19,12 @@ func (s *Server) routes() {
 	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleCreatePhoneNumber))).Methods(http.MethodPost)
 	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleListPhoneNumbers))).Methods(http.MethodGet)
 	v1.Handle("/phone-numbers/{id}", s.authenticate(http.HandlerFunc(s.handleDeletePhoneNumber))).Methods(http.MethodDelete)
+
+	v1.Handle("/webhooks", s.authenticate(http.HandlerFunc(s.handleCreateWebhook))).Methods(http.MethodPost)
+	v1.Handle("/webhooks", s.authenticate(http.HandlerFunc(s.handleListWebhooks))).Methods(http.MethodGet)
+	v1.Handle("/webhooks/{id}", s.authenticate(http.HandlerFunc(s.handleGetWebhook))).Methods(http.MethodGet)
+	v1.Handle("/webhooks/{id}", s.authenticate(http.HandlerFunc(s.handleDeleteWebhook))).Methods(http.MethodDelete)
+	v1.Handle("/webhooks/{id}/rotate-secret", s.authenticate(http.HandlerFunc(s.handleRotateSecret))).Methods(http.MethodPost)
+	v1.Handle("/webhooks/{id}/deliveries", s.authenticate(http.HandlerFunc(s.handleListDeliveries))).Methods(http.MethodGet)
+	v1.Handle("/webhook-deliveries/{id}/redeliver", s.authenticate(http.HandlerFunc(s.handleRedeliver))).Methods(http.MethodPost)
 }

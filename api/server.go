@@ -25,7 +25,11 @@ type Store interface {
 
 // Deps are what the server is built from.
 type Deps struct {
-	Store Store
+	Store     Store
+	Webhooks  WebhookStore
+	Redeliver Redeliverer
+	// AllowPrivateWebhooks is WEBHOOK_ALLOW_PRIVATE_NETWORKS.
+	AllowPrivateWebhooks bool
 	Calls endcall.CallService
 	Log   *slog.Logger
 	JWT   JWTConfig
@@ -37,7 +41,10 @@ type Deps struct {
 
 // Server is the HTTP API.
 type Server struct {
-	store  Store
+	store        Store
+	webhooks     WebhookStore
+	redeliver    Redeliverer
+	allowPrivate bool
 	calls  endcall.CallService
 	log    *slog.Logger
 	jwt    JWTConfig
@@ -49,7 +56,7 @@ type Server struct {
 
 // NewServer returns the API with every route mounted (see routes.go).
 func NewServer(d Deps) *Server {
-	s := &Server{store: d.Store, calls: d.Calls, log: d.Log, jwt: d.JWT, legacy: d.LegacyEmptyErrors, now: d.Now}
+	s := &Server{store: d.Store, webhooks: d.Webhooks, redeliver: d.Redeliver, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, legacy: d.LegacyEmptyErrors, now: d.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}

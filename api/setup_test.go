@@ -33,6 +33,7 @@ type options struct {
 	redisURL        string // overrides the test's Redis (e.g. a dead one)
 	databaseURL     string // overrides the test's database for the API's store
 	providerTimeout time.Duration
+	allowPrivate    bool
 }
 
 // bundle is what an API test works with: a real server on a real database
@@ -93,13 +94,15 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	b.platformSID, token = b.twilio.NewAccount()
 	b.tel = twilio.New(twilio.Config{BaseURL: b.twilio.URL(), AccountSID: b.platformSID, AuthToken: token, Timeout: o.providerTimeout})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	enq := &jobs.Enqueuer{Client: client, DeliverMaxRetry: 7}
 	svc := &calls.Service{
 		Store: apiStore, Telephony: b.tel, Log: log,
-		Queue:           &jobs.Enqueuer{Client: client, DeliverMaxRetry: 7},
+		Queue:           enq,
 		ProviderTimeout: o.providerTimeout, EnqueueTimeout: 500 * time.Millisecond,
 	}
 	srv := httptest.NewServer(api.NewServer(api.Deps{
-		Store: apiStore, Calls: svc, Log: log, LegacyEmptyErrors: o.legacy,
+		Store: apiStore, Webhooks: apiStore, Redeliver: enq, AllowPrivateWebhooks: o.allowPrivate,
+		Calls: svc, Log: log, LegacyEmptyErrors: o.legacy,
 		JWT: api.JWTConfig{Secret: o.jwtSecret},
 	}))
 	t.Cleanup(srv.Close)

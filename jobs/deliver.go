@@ -181,3 +181,13 @@ func (h *DeliverHandler) observe(a webhook.Attempt) {
 		h.OnAttempt("rejected")
 	}
 }
+
+// Redeliver queues a one-off resend of d, now.
+func (e *Enqueuer) Redeliver(ctx context.Context, d *endcall.Delivery) error {
+	task, err := NewRedeliverTask(d.ID, d.CallID, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = e.Client.EnqueueContext(ctx, task)
+	return err
+}

@@ -15,12 +15,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/analysis"
 	"github.com/endcall/endcall/api"
 	"github.com/endcall/endcall/calls"
 	"github.com/endcall/endcall/config"
 	"github.com/endcall/endcall/jobs"
+	"github.com/endcall/endcall/livekit"
 	"github.com/endcall/endcall/postgres"
 	"github.com/endcall/endcall/twilio"
+	"github.com/endcall/endcall/webhook"
 	"github.com/endcall/endcall/worker"
 )
 
@@ -53,28 +56,62 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	tel := telephony(cfg, log)
+	enq := &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
 	log.Info("starting", "mode", mode, "config", cfg)
 
 	g, ctx := errgroup.WithContext(ctx)
 	if mode == "serve" || mode == "all" {
 		svc := &calls.Service{
 			Store: store, Telephony: tel, Log: log,
-			Queue:           &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)},
+			Queue:           enq,
 			ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
 		}
 		rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 		defer rdb.Close()
-		handler := newHTTPHandler(cfg, log, store, svc, rdb)
+		handler := newHTTPHandler(cfg, log, store, svc, enq, rdb)
 		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, handler, log) })
 	}
 	if mode == "worker" || mode == "all" {
-		w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
-		w.Handle(jobs.TypeHangup, &jobs.HangupHandler{Store: store, Telephony: tel, Timeout: cfg.ProviderTimeout, Log: log})
+		w, err := newWorker(cfg, log, store, tel, enq, redisOpt)
+		if err != nil {
+			return err
+		}
+		sweeper := &worker.Sweeper{Store: store, Queue: enq, Interval: cfg.RecoverySweepInterval,
+			Grace: sweepGrace(cfg.RecoverySweepInterval), Limit: 1000, Log: log}
 		g.Go(func() error { return w.Run(ctx) })
+		g.Go(func() error { return sweeper.Run(ctx) })
 	}
 	err = g.Wait()
 	log.Info("stopped", "mode", mode)
 	return err
+}
+
+// newWorker builds the asynq server with a handler for every task type.
+func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, enq *jobs.Enqueuer, redisOpt asynq.RedisConnOpt) (*worker.Worker, error) {
+	analyzer, err := analysis.New(analysis.Config{LLMBaseURL: cfg.AnalysisLLMBaseURL, LLMAPIKey: cfg.AnalysisLLMAPIKey,
+		LLMModel: cfg.AnalysisLLMModel, OnFallback: func(c *endcall.Call, err error) {
+			log.Warn("LLM analysis failed; using the built-in analyzer", "call_id", c.ID, "error", err)
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("analysis: %w", err)
+	}
+	var rooms jobs.RoomDeleter
+	if cfg.LiveKitURL != "" {
+		rooms = livekit.New(cfg.LiveKitURL, cfg.LiveKitAPIKey, cfg.LiveKitAPISecret, 10*time.Second)
+	}
+	w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
+	w.Handle(jobs.TypeHangup, &jobs.HangupHandler{Store: store, Telephony: tel, Timeout: cfg.ProviderTimeout, Log: log})
+	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: store, Rooms: rooms})
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log})
+	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log,
+		Client: webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks)})
+	return w, nil
+}
+
+// sweepGrace is how old owed work must be before the sweeper re-queues it:
+// long enough for the fast path to have queued it, at most 30 s.
+func sweepGrace(interval time.Duration) time.Duration {
+	return min(30*time.Second, interval/2)
 }
 
 func redisConnOpt(cfg config.Config) asynq.RedisConnOpt {
@@ -98,9 +135,10 @@ func telephony(cfg config.Config, log *slog.Logger) endcall.Telephony {
 }
 
 // newHTTPHandler mounts the API beside the operational endpoints.
-func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, rdb redis.UniversalClient) http.Handler {
+func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, enq *jobs.Enqueuer, rdb redis.UniversalClient) http.Handler {
 	srv := api.NewServer(api.Deps{
-		Store: store, Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
+		Store: store, Webhooks: store, Redeliver: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
+		Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
 		JWT: api.JWTConfig{Secret: secretBytes(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
 	})
 	r := srv.Router()
