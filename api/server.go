@@ -30,9 +30,9 @@ type Deps struct {
 	Redeliver Redeliverer
 	// AllowPrivateWebhooks is WEBHOOK_ALLOW_PRIVATE_NETWORKS.
 	AllowPrivateWebhooks bool
-	Calls endcall.CallService
-	Log   *slog.Logger
-	JWT   JWTConfig
+	Calls                endcall.CallService
+	Log                  *slog.Logger
+	JWT                  JWTConfig
 	// LegacyEmptyErrors makes every error of POST /v1/calls/end answer 200
 	// with an empty body (LEGACY_EMPTY_ERROR_RESPONSES).
 	LegacyEmptyErrors bool
@@ -45,13 +45,13 @@ type Server struct {
 	webhooks     WebhookStore
 	redeliver    Redeliverer
 	allowPrivate bool
-	calls  endcall.CallService
-	log    *slog.Logger
-	jwt    JWTConfig
-	keys   *keyCache
-	legacy bool
-	now    func() time.Time
-	router *mux.Router
+	calls        endcall.CallService
+	log          *slog.Logger
+	jwt          JWTConfig
+	keys         *keyCache
+	legacy       bool
+	now          func() time.Time
+	router       *mux.Router
 }
 
 // NewServer returns the API with every route mounted (see routes.go).
