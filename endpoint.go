@@ -47,11 +47,10 @@ type DeliveryAttempt struct {
 // DeliveryJob is what webhook:deliver needs to make one attempt.
 type DeliveryJob struct {
 	Delivery
-	WorkspaceID    string
-	URL            string
-	EndpointLive   bool // enabled and not deleted
-	Secrets        []string
-	Body           []byte // nil until the first attempt fixes it
-	EventTimestamp time.Time
-	AttemptsSoFar  int
+	WorkspaceID   string
+	URL           string
+	EndpointLive  bool // enabled and not deleted
+	Secrets       []string
+	Body          []byte // nil until the first attempt fixes it
+	NextAttemptAt time.Time
 }

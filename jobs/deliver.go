@@ -58,10 +58,10 @@ type event struct {
 }
 
 // RetryIn tells the worker's RetryDelayFunc when the next attempt is due,
-// so that the delay recorded in the delivery log is the one applied.
+// so that the time recorded in the delivery log is the one applied.
 type RetryIn struct {
-	Delay time.Duration
-	Err   string
+	At  time.Time
+	Err string
 }
 
 func (e *RetryIn) Error() string { return e.Err }
@@ -89,6 +89,15 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	// asynq releases retries on whole-second boundaries, up to a second
+	// before they are due: wait out the rest so that no attempt is early.
+	if wait := time.Until(j.NextAttemptAt); wait > 0 && wait <= 2*time.Second && len(j.Attempts) > 0 && !p.Redeliver {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 	now := h.now()
 	sig, err := webhook.Sign(j.Secrets, j.ID, now, body)
 	if err != nil {
@@ -112,10 +121,10 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case a.OK():
 		return h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliverySucceeded)
 	case a.Gone:
-		if err := h.Store.DisableEndpoint(ctx, j.EndpointID); err != nil {
+		if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryFailed); err != nil {
 			return err
 		}
-		if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryFailed); err != nil {
+		if err := h.Store.DisableEndpoint(ctx, j.EndpointID); err != nil {
 			return err
 		}
 		return fmt.Errorf("receiver answered 410 Gone; endpoint %s disabled: %w", j.EndpointID, asynq.SkipRetry)
@@ -134,12 +143,13 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if a.RetryAfter > delay {
 		delay = a.RetryAfter
 	}
-	next := now.Add(delay).UTC()
+	// Delays count from the answer, as Retry-After does.
+	next := h.now().Add(delay).UTC()
 	rec.NextAttemptAt = &next
 	if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryPending); err != nil {
 		return err
 	}
-	return &RetryIn{Delay: delay, Err: "attempt failed: " + a.Err}
+	return &RetryIn{At: next, Err: "attempt failed: " + a.Err}
 }
 
 // body returns the delivery's fixed payload, building and storing it on the

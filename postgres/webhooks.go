@@ -145,10 +145,10 @@ func (s *Store) DeliveryJob(ctx context.Context, id string) (*endcall.DeliveryJo
 	var j endcall.DeliveryJob
 	var secret string
 	var previous *string
-	row := s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+`, d.workspace_id, d.body, e.url, e.enabled AND e.deleted_at IS NULL,
+	row := s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+`, d.workspace_id, d.body, d.next_attempt_at, e.url, e.enabled AND e.deleted_at IS NULL,
 			e.secret, CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END
 		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1`, id)
-	d, err := scanDelivery(row, &j.WorkspaceID, &j.Body, &j.URL, &j.EndpointLive, &secret, &previous)
+	d, err := scanDelivery(row, &j.WorkspaceID, &j.Body, &j.NextAttemptAt, &j.URL, &j.EndpointLive, &secret, &previous)
 	if err != nil {
 		return nil, notFound(dbError(err), "webhook delivery")
 	}

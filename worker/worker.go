@@ -73,7 +73,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	var in *jobs.RetryIn
 	if errors.As(err, &in) {
-		return in.Delay
+		return max(time.Until(in.At), 0)
 	}
 	switch t.Type() {
 	case jobs.TypeHangup:

@@ -1,0 +1,52 @@
+# Development entry points. Postgres and Redis are always private, throwaway
+# instances started by scripts/services.sh (never the system ones).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO        ?= go
+TESTFLAGS ?=
+SERVICES  := scripts/services.sh
+
+.PHONY: build test check dev bench fmt vet
+
+build:
+	$(GO) build -o endcall ./cmd/endcall
+
+# Uses TEST_DATABASE_URL / TEST_REDIS_URL when both are set; otherwise starts
+# its own instances under ./.test/ (durability off) and removes them after.
+# Extra go test flags: make test TESTFLAGS='-race -run TestEnd'.
+test:
+	@t0=$$(date +%s%N); rc=0; \
+	if [[ -n "$${TEST_DATABASE_URL:-}" && -n "$${TEST_REDIS_URL:-}" ]]; then \
+		$(MAKE) --no-print-directory check || rc=$$?; \
+	else \
+		$(SERVICES) run .test --fast --prefix TEST_ -- $(MAKE) --no-print-directory check || rc=$$?; \
+	fi; \
+	ms=$$(( ($$(date +%s%N) - t0) / 1000000 )); \
+	if ((rc == 0)); then result=PASS; else result="FAIL (exit $$rc)"; fi; \
+	printf 'make test: %s, %d.%03ds wall time\n' "$$result" $$((ms / 1000)) $$((ms % 1000)); \
+	exit $$rc
+
+# vet and the tests against the servers TEST_DATABASE_URL / TEST_REDIS_URL
+# name (make test sets them).
+check:
+	$(GO) vet ./...
+	$(GO) test -count=1 $(TESTFLAGS) ./...
+
+# Services under ./.dev/, then the server with simulated telephony and demo
+# data (scripts/dev.sh). Ctrl-C stops everything and removes ./.dev/.
+dev: build
+	@$(SERVICES) run .dev -- bash -c './endcall migrate && exec scripts/dev.sh'
+
+# Placeholder until cmd/bench exists: the Go benchmarks against services
+# started like the test ones, but with durable commits (fsync on) so that
+# the numbers are realistic.
+bench:
+	@$(SERVICES) run .bench --prefix TEST_ -- $(GO) test -run '^$$' -bench . -benchmem ./...
+
+fmt:
+	$(GO) fmt ./...
+
+vet:
+	$(GO) vet ./...

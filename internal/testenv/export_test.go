@@ -1,0 +1,4 @@
+package testenv
+
+// HashDir exposes hashDir to the external tests.
+var HashDir = hashDir

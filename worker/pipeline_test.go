@@ -1,0 +1,316 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/analysis"
+	"github.com/endcall/endcall/api"
+	"github.com/endcall/endcall/calls"
+	"github.com/endcall/endcall/internal/testenv"
+	"github.com/endcall/endcall/jobs"
+	"github.com/endcall/endcall/livekit"
+	"github.com/endcall/endcall/postgres"
+	"github.com/endcall/endcall/twilio"
+	"github.com/endcall/endcall/twilio/twiliotest"
+	"github.com/endcall/endcall/webhook"
+	"github.com/endcall/endcall/worker"
+)
+
+// pipelineOptions change what setupPipeline builds.
+type pipelineOptions struct {
+	schedule       []time.Duration
+	webhookTimeout time.Duration
+	redisURL       string
+	noWorker       bool
+}
+
+// pipeline is the whole service in one test: API, end path, worker and
+// sweeper on real Postgres and Redis, with LiveKit and Twilio faked on the
+// wire.
+type pipeline struct {
+	t        *testing.T
+	store    *postgres.Store
+	api      string
+	key      string
+	ws       string
+	twilio   *twiliotest.Server
+	account  string
+	rooms    *fakeLiveKit
+	redis    asynq.RedisConnOpt
+	enq      *jobs.Enqueuer
+	opts     pipelineOptions
+	log      *slog.Logger
+	stopWork context.CancelFunc
+	workDone chan error
+}
+
+func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
+	t.Helper()
+	o := pipelineOptions{schedule: []time.Duration{time.Second, time.Second}, webhookTimeout: 5 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	p := &pipeline{t: t, store: postgres.NewStore(testenv.DB(t), nil), twilio: twiliotest.New(t), rooms: newFakeLiveKit(t), opts: o,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if o.redisURL == "" {
+		o.redisURL = testenv.Redis(t)
+	}
+	var err error
+	if p.redis, err = asynq.ParseRedisURI(o.redisURL); err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(p.redis)
+	t.Cleanup(func() { client.Close() })
+	p.enq = &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(o.schedule)}
+	var token string
+	p.account, token = p.twilio.NewAccount()
+	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
+	svc := &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
+	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
+	t.Cleanup(srv.Close)
+	p.api = srv.URL
+	if p.ws, p.key, err = p.store.CreateAPIKey(context.Background(), "pipeline"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.store.CreatePhoneNumber(context.Background(), p.ws, "+15553330000", "twilio", nil); err != nil {
+		t.Fatal(err)
+	}
+	if !o.noWorker {
+		p.startWorker()
+	}
+	return p
+}
+
+// startWorker runs the worker with every handler, as `endcall worker` does.
+func (p *pipeline) startWorker() {
+	p.t.Helper()
+	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
+	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: analysis.Builtin{}, Queue: p.enq, Log: p.log})
+	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
+		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true)})
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWork, p.workDone = cancel, make(chan error, 1)
+	go func() { p.workDone <- w.Run(ctx) }()
+	p.t.Cleanup(p.stopWorker)
+}
+
+func (p *pipeline) stopWorker() {
+	if p.stopWork != nil {
+		p.stopWork()
+		<-p.workDone
+		p.stopWork = nil
+	}
+}
+
+// do calls the API with the pipeline's key and decodes the envelope's data.
+func (p *pipeline) do(method, path string, body any, data any) int {
+	p.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, p.api+path, rd)
+	req.Header.Set("Authorization", "Bearer "+p.key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	raw, _ := io.ReadAll(res.Body)
+	if err := json.Unmarshal(raw, &env); err != nil {
+		p.t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, raw)
+	}
+	if data != nil && res.StatusCode < 300 {
+		if err := json.Unmarshal(env.Data, data); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	return res.StatusCode
+}
+
+// subscribe registers an endpoint for url and returns its ID and secret.
+func (p *pipeline) subscribe(url string, events ...string) (id, secret string) {
+	p.t.Helper()
+	body := map[string]any{"url": url}
+	if len(events) > 0 {
+		body["events"] = events
+	}
+	var e struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	if code := p.do("POST", "/v1/webhooks", body, &e); code != 201 {
+		p.t.Fatalf("subscribe: %d", code)
+	}
+	return e.ID, e.Secret
+}
+
+// endCall registers an active call with a room and a transcript and ends it
+// through the API.
+func (p *pipeline) endCall(transcript []map[string]any) endcall.Call {
+	p.t.Helper()
+	var c endcall.Call
+	body := map[string]any{"call_from": "+15553330000", "call_to": "+15554440000", "call_direction": "outbound",
+		"room_name": "room-" + time.Now().Format("150405.000000000"), "transcript_object": transcript}
+	if code := p.do("POST", "/v1/calls", body, &c); code != 201 {
+		p.t.Fatalf("create call: %d", code)
+	}
+	if code := p.do("POST", "/v1/calls/end", map[string]any{"call_id": c.ID}, &c); code != 200 {
+		p.t.Fatalf("end call: %d", code)
+	}
+	return c
+}
+
+// waitFor polls cond until it holds, or fails the test after within.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// received is one request a receiver got.
+type received struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+// receiver is a webhook receiver whose answers the test scripts.
+type receiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []received
+	answer func(n int, w http.ResponseWriter) // n counts from 0
+}
+
+func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter)) *receiver {
+	rc := &receiver{answer: answer}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		n := len(rc.got)
+		rc.got = append(rc.got, received{at: time.Now(), header: r.Header.Clone(), body: body})
+		rc.mu.Unlock()
+		if rc.answer == nil {
+			w.WriteHeader(204)
+			return
+		}
+		rc.answer(n, w)
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) requests() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.got...)
+}
+
+// byType returns the requests whose body is of the event type.
+func (rc *receiver) byType(typ string) []received {
+	var out []received
+	for _, r := range rc.requests() {
+		if bytes.Contains(r.body, []byte(`"type":"`+typ+`"`)) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// verify checks a request's signature with the official library.
+func verify(t *testing.T, secret string, r received) {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(r.body, r.header); err != nil {
+		t.Errorf("signature does not verify: %v (headers %v)", err, r.header)
+	}
+}
+
+// fakeLiveKit is LiveKit's RoomService on the wire: it checks the bearer
+// JWT and records deleted rooms.
+type fakeLiveKit struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	rooms []string
+}
+
+func newFakeLiveKit(t *testing.T) *fakeLiveKit {
+	f := &fakeLiveKit{}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/twirp/livekit.RoomService/DeleteRoom" || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ey") {
+			w.WriteHeader(401)
+			io.WriteString(w, `{"code":"unauthenticated","msg":"bad token"}`)
+			return
+		}
+		var req struct {
+			Room string `json:"room"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		f.mu.Lock()
+		f.rooms = append(f.rooms, req.Room)
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{}`)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeLiveKit) deleted() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.rooms...)
+}
+
+// deliveries lists an endpoint's deliveries through the API.
+func (p *pipeline) deliveries(endpointID string) []endcall.Delivery {
+	p.t.Helper()
+	var list []endcall.Delivery
+	if code := p.do("GET", "/v1/webhooks/"+endpointID+"/deliveries", nil, &list); code != 200 {
+		p.t.Fatalf("deliveries: %d", code)
+	}
+	return list
+}
+
+var happyTranscript = []map[string]any{
+	{"role": "agent", "content": "Hello! How can I help you today?", "start_ms": 0, "end_ms": 2000},
+	{"role": "user", "content": "This is wonderful, thank you so much, you solved my problem!", "start_ms": 2500, "end_ms": 6000},
+	{"role": "agent", "content": "Glad to help. Have a great day!", "start_ms": 6400, "end_ms": 8000},
+}
+
+func newVerifier(secret string) (*standardwebhooks.Webhook, error) { return standardwebhooks.NewWebhook(secret) }
+
+// sweeper returns a sweeper over the pipeline's store and queue with no
+// grace, so that it acts at once.
+func (p *pipeline) sweeper() *worker.Sweeper {
+	return &worker.Sweeper{Store: p.store, Queue: p.enq, Interval: 200 * time.Millisecond, Limit: 1000, Log: p.log}
+}
