@@ -307,7 +307,9 @@ var happyTranscript = []map[string]any{
 	{"role": "agent", "content": "Glad to help. Have a great day!", "start_ms": 6400, "end_ms": 8000},
 }
 
-func newVerifier(secret string) (*standardwebhooks.Webhook, error) { return standardwebhooks.NewWebhook(secret) }
+func newVerifier(secret string) (*standardwebhooks.Webhook, error) {
+	return standardwebhooks.NewWebhook(secret)
+}
 
 // sweeper returns a sweeper over the pipeline's store and queue with no
 // grace, so that it acts at once.
