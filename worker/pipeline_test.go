@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/endcall/endcall"
@@ -35,6 +36,7 @@ type pipelineOptions struct {
 	schedule       []time.Duration
 	webhookTimeout time.Duration
 	redisURL       string
+	databaseURL    string
 	noWorker       bool
 }
 
@@ -64,12 +66,19 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	for _, f := range opts {
 		f(&o)
 	}
-	p := &pipeline{t: t, store: postgres.NewStore(testenv.DB(t), nil), twilio: twiliotest.New(t), rooms: newFakeLiveKit(t), opts: o,
+	if o.databaseURL == "" {
+		o.databaseURL = testenv.DatabaseURL(t)
+	}
+	pool, err := pgxpool.New(context.Background(), o.databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	p := &pipeline{t: t, store: postgres.NewStore(pool, nil), twilio: twiliotest.New(t), rooms: newFakeLiveKit(t), opts: o,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.redisURL == "" {
 		o.redisURL = testenv.Redis(t)
 	}
-	var err error
 	if p.redis, err = asynq.ParseRedisURI(o.redisURL); err != nil {
 		t.Fatal(err)
 	}

@@ -72,14 +72,22 @@ func (w *Worker) Run(ctx context.Context) error {
 // retryDelay is the one RetryDelayFunc: it switches on the task type.
 func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	var in *jobs.RetryIn
-	if errors.As(err, &in) {
+	switch {
+	case errors.As(err, &in):
 		return max(time.Until(in.At), 0)
+	case errors.Is(err, asynq.ErrLeaseExpired):
+		// The worker running it died; it has waited out the lease already.
+		return 0
 	}
 	switch t.Type() {
 	case jobs.TypeHangup:
 		// 5s, 10s, 20s ... capped at 10 minutes: a provider outage is
 		// usually short, and the call may still be live.
 		return backoff(5*time.Second, n, 10*time.Minute)
+	case jobs.TypeDeliver:
+		// A failure before the attempt (the database, say): retry soon,
+		// the receiver has not been asked yet.
+		return backoff(2*time.Second, n, time.Minute)
 	}
 	return asynq.DefaultRetryDelayFunc(n, err, t)
 }

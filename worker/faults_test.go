@@ -1,0 +1,216 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/internal/testenv"
+)
+
+// redisServer is a private redis-server process that a test may stop and
+// start again, empty, on the same port.
+type redisServer struct {
+	t    *testing.T
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("redis-server is not installed (make test installs it): %v", err)
+	}
+	r := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	waitFor(r.t, 10*time.Second, "redis to listen", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// stop kills the server; with --save "" it comes back empty.
+func (r *redisServer) stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestRedisDownWhileCallsEndThenBackEmptyLosesNothing(t *testing.T) {
+	t.Parallel()
+	redis := startRedis(t)
+	p := setupPipeline(t, func(o *pipelineOptions) {
+		o.redisURL = redis.url()
+		o.noWorker = true
+	})
+	rc := newReceiver(t, nil)
+	_, secret := p.subscribe(rc.srv.URL)
+	redis.stop()
+
+	const n = 5
+	var ids []string
+	for range n {
+		c := p.endCall(happyTranscript) // fails the test unless the end answers 200
+		if *c.RoomStatus != "pending" || *c.AnalysisStatus != "pending" {
+			t.Fatalf("owed work: room %q analysis %q", *c.RoomStatus, *c.AnalysisStatus)
+		}
+		ids = append(ids, c.ID)
+	}
+	redis.start()
+	p.startWorker()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.sweeper().Run(ctx)
+
+	waitFor(t, 30*time.Second, "every event at the endpoint", func() bool {
+		return len(rc.byType("call.ended")) == n && len(rc.byType("call.analyzed")) == n
+	})
+	seen := map[string]bool{}
+	for _, r := range rc.requests() {
+		verify(t, secret, r)
+		seen[r.header.Get("webhook-id")] = true
+	}
+	if len(seen) != 2*n {
+		t.Errorf("distinct webhook-ids: got %d, want %d", len(seen), 2*n)
+	}
+	for _, id := range ids {
+		var c endcall.Call
+		waitFor(t, 10*time.Second, "call "+id+" settled", func() bool {
+			p.do("GET", "/v1/calls/"+id, nil, &c)
+			return *c.RoomStatus == "deleted" && *c.AnalysisStatus == "completed"
+		})
+	}
+	if got := len(p.rooms.deleted()); got != n {
+		t.Errorf("rooms deleted: got %d, want %d", got, n)
+	}
+}
+
+func TestWorkerKilledMidDeliveryLosesNothing(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("waits for asynq's lease recovery (about a minute); skipped with -short")
+	}
+	bin := buildEndcall(t)
+	dbURL, redisURL := testenv.DatabaseURL(t), testenv.Redis(t)
+	p := setupPipeline(t, func(o *pipelineOptions) {
+		o.databaseURL, o.redisURL, o.noWorker = dbURL, redisURL, true
+	})
+	inFlight := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 0 {
+			once.Do(func() { close(inFlight) })
+			<-release // hold the first attempt until its worker is dead
+			return
+		}
+		w.WriteHeader(200)
+	})
+	defer close(release)
+	endpointID, secret := p.subscribe(rc.srv.URL, "call.ended")
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "TELEPHONY_MODE=simulated",
+		"WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "RECOVERY_SWEEP_INTERVAL=1s", "LOG_LEVEL=warn")
+
+	first := startProcess(t, bin, env, "worker")
+	p.endCall(nil)
+	select {
+	case <-inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the delivery never reached the receiver")
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait()
+	killed := time.Now()
+	startProcess(t, bin, env, "worker")
+
+	waitFor(t, 150*time.Second, "the delivery after the kill", func() bool { return len(rc.requests()) >= 2 })
+	t.Logf("redelivered %v after SIGKILL", time.Since(killed).Round(time.Second))
+	got := rc.requests()
+	if got[1].header.Get("webhook-id") != got[0].header.Get("webhook-id") || string(got[1].body) != string(got[0].body) {
+		t.Error("the retried attempt changed id or body")
+	}
+	verify(t, secret, got[1])
+	waitFor(t, 10*time.Second, "succeeded", func() bool { return p.deliveries(endpointID)[0].Status == "succeeded" })
+}
+
+// buildEndcall builds the endcall binary into the test's temp dir.
+func buildEndcall(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "endcall")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/endcall/endcall/cmd/endcall").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startProcess runs bin with args until the test ends.
+func startProcess(t *testing.T, bin string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var logs strings.Builder
+	cmd.Stderr = &lockedWriter{w: &logs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s %v logs:\n%s", filepath.Base(bin), args, logs.String())
+		}
+	})
+	return cmd
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
