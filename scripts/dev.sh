@@ -26,9 +26,15 @@ set -a
 set +a
 
 server_pid=
+peer_pid=
 # shellcheck disable=SC2317 # called from the EXIT trap
 cleanup() {
 	trap - INT TERM EXIT
+	if [[ -n $peer_pid ]]; then
+		kill "$peer_pid" 2>/dev/null || true
+		wait "$peer_pid" 2>/dev/null || true
+	fi
+	[[ -z ${peer_dir:-} ]] || rm -rf "$peer_dir"
 	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
 		kill -TERM "$server_pid" 2>/dev/null || true
 		# endcall finishes in-flight work on SIGTERM; give it a while.
@@ -64,13 +70,25 @@ workspace_id=$(json_str workspace_id <<<"$created")
 port=$(scripts/services.sh port)
 base=http://127.0.0.1:$port
 dashboard_password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# devpeer stands in for LiveKit and for a webhook receiver (cmd/devpeer).
+peer_port=$(scripts/services.sh port)
+peer=http://127.0.0.1:$peer_port
+livekit_secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+peer_dir=$(mktemp -d)
+go build -o "$peer_dir/devpeer" ./cmd/devpeer
 
 TELEPHONY_MODE=simulated \
 	HTTP_ADDR=127.0.0.1:$port \
 	PUBLIC_BASE_URL=$base \
 	DASHBOARD_USERNAME=admin \
 	DASHBOARD_PASSWORD=$dashboard_password \
+	LIVEKIT_URL=$peer \
+	LIVEKIT_API_KEY=devkey \
+	LIVEKIT_API_SECRET=$livekit_secret \
+	WEBHOOK_ALLOW_PRIVATE_NETWORKS=true \
+	RECOVERY_SWEEP_INTERVAL=10s \
 	LOG_FORMAT=text \
+	LOG_LEVEL=${LOG_LEVEL:-warn} \
 	./endcall all &
 server_pid=$!
 
@@ -94,6 +112,10 @@ api() {
 }
 
 api POST /v1/phone-numbers '{"number":"+15550100000","provider":"twilio"}' >/dev/null
+webhook_secret=$(api POST /v1/webhooks "{\"url\":\"$peer/webhooks\",\"description\":\"make dev receiver\"}" | json_str secret)
+WEBHOOK_SECRET=$webhook_secret LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=$livekit_secret \
+	"$peer_dir/devpeer" -addr "127.0.0.1:$peer_port" &
+peer_pid=$!
 
 user_lines=(
 	"Great, this was really helpful, thank you!"
@@ -119,7 +141,11 @@ cat <<EOF
              login: admin / $dashboard_password
  Demo calls: ${call_ids[*]}
 
- End the first demo call:
+ Webhooks:   $peer/webhooks (devpeer verifies and prints each one;
+             it also plays LiveKit, so room deletions show up here too)
+
+ End the first demo call; the room deletion, the analysis and two verified
+ webhooks (call.ended, call.analyzed) appear below within a second:
 
    curl -sS -X POST $base/v1/calls/end -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' -d '{"call_id":"${call_ids[0]}"}'
 
