@@ -16,7 +16,10 @@ build:
 # Uses TEST_DATABASE_URL / TEST_REDIS_URL when both are set; otherwise starts
 # its own instances under ./.test/ (durability off) and removes them after.
 # Extra go test flags: make test TESTFLAGS='-race -run TestEnd'.
+# scripts/browser.sh installs chromium for the dashboard's browser test (or
+# says why that test will skip).
 test:
+	@scripts/browser.sh install
 	@t0=$$(date +%s%N); rc=0; \
 	if [[ -n "$${TEST_DATABASE_URL:-}" && -n "$${TEST_REDIS_URL:-}" ]]; then \
 		$(MAKE) --no-print-directory check || rc=$$?; \

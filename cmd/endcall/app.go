@@ -19,6 +19,7 @@ import (
 	"github.com/endcall/endcall/api"
 	"github.com/endcall/endcall/calls"
 	"github.com/endcall/endcall/config"
+	"github.com/endcall/endcall/dashboard"
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/livekit"
 	"github.com/endcall/endcall/postgres"
@@ -68,7 +69,11 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		}
 		rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 		defer rdb.Close()
-		handler := newHTTPHandler(cfg, log, store, svc, enq, rdb)
+		dash := dashboard.New(dashboard.Config{Redis: redisOpt, Username: cfg.DashboardUsername,
+			Password: cfg.DashboardPassword, ReadOnly: cfg.DashboardReadOnly})
+		// Deferred, so closed only once the HTTP server has drained.
+		defer dash.Close()
+		handler := newHTTPHandler(cfg, log, store, svc, enq, rdb, dash)
 		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, handler, log) })
 	}
 	if mode == "worker" || mode == "all" {
@@ -135,7 +140,7 @@ func telephony(cfg config.Config, log *slog.Logger) endcall.Telephony {
 }
 
 // newHTTPHandler mounts the API beside the operational endpoints.
-func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, enq *jobs.Enqueuer, rdb redis.UniversalClient) http.Handler {
+func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, enq *jobs.Enqueuer, rdb redis.UniversalClient, dash *dashboard.Handler) http.Handler {
 	srv := api.NewServer(api.Deps{
 		Store: store, Webhooks: store, Redeliver: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
 		Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
@@ -161,6 +166,8 @@ func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, 
 		w.WriteHeader(status)
 		fmt.Fprintf(w, `{"postgres":%q,"redis":%q}`, checks["postgres"], checks["redis"])
 	}).Methods(http.MethodGet)
+	// Off (no credentials), the dashboard answers 404 itself.
+	r.PathPrefix(dashboard.Path).Handler(dash)
 	return srv
 }
 
