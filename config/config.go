@@ -42,6 +42,9 @@ type Config struct {
 
 	// HTTPAddr is HTTP_ADDR, the listen address of serve and all.
 	HTTPAddr string
+	// MetricsAddr is METRICS_ADDR: when set, `worker` serves /metrics and
+	// /healthz there (serve and all expose them on HTTP_ADDR already).
+	MetricsAddr string
 	// PublicBaseURL is PUBLIC_BASE_URL without a trailing slash.
 	PublicBaseURL string
 
@@ -210,6 +213,10 @@ func load(getenv func(string) string, needRedis bool) (Config, error) {
 	// HTTP.
 	l.str("HTTP_ADDR", &c.HTTPAddr)
 	l.checkListenAddr("HTTP_ADDR", c.HTTPAddr)
+	l.str("METRICS_ADDR", &c.MetricsAddr)
+	if c.MetricsAddr != "" {
+		l.checkListenAddr("METRICS_ADDR", c.MetricsAddr)
+	}
 	l.httpURL("PUBLIC_BASE_URL", &c.PublicBaseURL, false)
 
 	// Telephony.

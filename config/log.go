@@ -22,6 +22,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("REDIS_URL", redactURL(c.RedisURL)),
 		slog.String("REDIS_CLUSTER_ADDRS", strings.Join(c.RedisClusterAddrs, ",")),
 		slog.String("HTTP_ADDR", c.HTTPAddr),
+		slog.String("METRICS_ADDR", c.MetricsAddr),
 		slog.String("PUBLIC_BASE_URL", redactURL(c.PublicBaseURL)),
 		slog.String("TWILIO_ACCOUNT_SID", c.TwilioAccountSID),
 		slog.String("TWILIO_AUTH_TOKEN", mask(c.TwilioAuthToken)),

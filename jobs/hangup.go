@@ -31,6 +31,8 @@ type HangupHandler struct {
 	Telephony endcall.Telephony
 	Timeout   time.Duration
 	Log       *slog.Logger
+	// OnOutcome, when set, observes each retry's outcome (metrics).
+	OnOutcome func(outcome string)
 }
 
 // ProcessTask hangs the call up. It does nothing when the call is no longer
@@ -53,21 +55,32 @@ func (h *HangupHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	defer cancel()
 	outcome, err := h.Telephony.Hangup(hctx, target.Credentials, target.CallSID, target.Status)
 	if err == nil {
+		h.observe(outcome)
 		return h.Store.FinishHangup(ctx, p.CallID, outcome)
 	}
 	var herr *endcall.HangupError
 	if errors.As(err, &herr) && herr.Permanent {
+		h.observe(endcall.HangupFailed)
 		if ferr := h.Store.FinishHangup(ctx, p.CallID, endcall.HangupFailed); ferr != nil {
 			return ferr
 		}
 		return fmt.Errorf("provider refused hangup: %v: %w", err, asynq.SkipRetry)
 	}
-	if retried, _ := asynq.GetRetryCount(ctx); retried >= maxRetry(ctx) {
+	if lastAttempt(ctx) {
+		h.observe(endcall.HangupFailed)
 		if ferr := h.Store.FinishHangup(ctx, p.CallID, endcall.HangupFailed); ferr != nil {
 			return ferr
 		}
+	} else {
+		h.observe(endcall.HangupRetrying)
 	}
 	return err
+}
+
+func (h *HangupHandler) observe(outcome string) {
+	if h.OnOutcome != nil {
+		h.OnOutcome(outcome)
+	}
 }
 
 func maxRetry(ctx context.Context) int {

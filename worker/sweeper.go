@@ -31,6 +31,8 @@ type Sweeper struct {
 	// Limit bounds the items of each kind per sweep.
 	Limit int
 	Log   *slog.Logger
+	// OnRequeued, when set, observes how much lost work a sweep queued.
+	OnRequeued func(n int)
 }
 
 // Run sweeps at once and then every Interval until ctx is done.
@@ -57,6 +59,9 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	queued, err := s.Queue.Requeue(ctx, work)
+	if queued > 0 && s.OnRequeued != nil {
+		s.OnRequeued(queued)
+	}
 	if queued > 0 {
 		s.Log.Info("recovery sweep queued lost work", "queued", queued, "owed", len(work))
 	}
