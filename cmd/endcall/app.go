@@ -60,13 +60,14 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	enq := &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
 	log.Info("starting", "mode", mode, "config", cfg)
 
+	// The one end path, of the API and of the overdue scan.
+	svc := &calls.Service{
+		Store: store, Telephony: tel, Log: log,
+		Queue:           enq,
+		ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	if mode == "serve" || mode == "all" {
-		svc := &calls.Service{
-			Store: store, Telephony: tel, Log: log,
-			Queue:           enq,
-			ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
-		}
 		rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 		defer rdb.Close()
 		dash := dashboard.New(dashboard.Config{Redis: redisOpt, Username: cfg.DashboardUsername,
@@ -83,8 +84,14 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		}
 		sweeper := &worker.Sweeper{Store: store, Queue: enq, Interval: cfg.RecoverySweepInterval,
 			Grace: sweepGrace(cfg.RecoverySweepInterval), Limit: 1000, Log: log}
+		w.Handle(jobs.TypeEndOverdue, &jobs.EndOverdueHandler{Store: store, Calls: svc, MaxCallDuration: cfg.MaxCallDuration, Log: log})
+		scheduler := &worker.Scheduler{Client: client, Interval: cfg.OverdueScanInterval, Log: log,
+			Task: func(slot time.Time) (*asynq.Task, error) {
+				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
+			}}
 		g.Go(func() error { return w.Run(ctx) })
 		g.Go(func() error { return sweeper.Run(ctx) })
+		g.Go(func() error { return scheduler.Run(ctx) })
 	}
 	err = g.Wait()
 	log.Info("stopped", "mode", mode)

@@ -1,0 +1,55 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Scheduler enqueues a periodic task once per slot of Interval, slots being
+// aligned on the wall clock so that every process agrees on them. Each
+// worker process runs one, and still each slot runs once: the task of a slot
+// has an ID derived from it (see jobs.NewEndOverdueTask), so the enqueues of
+// the other schedulers are refused as duplicates. asynq's own Scheduler cannot
+// do this: its tasks' options, and so their IDs, are fixed at registration.
+type Scheduler struct {
+	Client   *asynq.Client
+	Interval time.Duration
+	// Task builds the task of the slot that starts at slot.
+	Task func(slot time.Time) (*asynq.Task, error)
+	Log  *slog.Logger
+}
+
+// Run enqueues the current slot at once, then each following slot as it
+// starts, until ctx is done. A failed enqueue is logged; the next slot is
+// tried regardless.
+func (s *Scheduler) Run(ctx context.Context) error {
+	for {
+		slot := time.Now().Truncate(s.Interval)
+		if _, err := s.Enqueue(ctx, slot); err != nil && ctx.Err() == nil {
+			s.Log.Warn("enqueueing a periodic task failed", "slot", slot.UTC(), "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Until(slot.Add(s.Interval))):
+		}
+	}
+}
+
+// Enqueue enqueues the task of slot and reports whether this call queued it;
+// false with no error means another scheduler already had.
+func (s *Scheduler) Enqueue(ctx context.Context, slot time.Time) (bool, error) {
+	task, err := s.Task(slot)
+	if err != nil {
+		return false, err
+	}
+	_, err = s.Client.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return false, nil
+	}
+	return err == nil, err
+}
