@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 
 	"github.com/hibiken/asynq"
@@ -35,14 +34,8 @@ type AnalyzeHandler struct {
 // deliveries. A re-run after the analysis was stored only queues
 // deliveries still pending.
 func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	p, err := decodeCallPayload(t)
+	c, err := taskCall(ctx, h.Store, t)
 	if err != nil {
-		return err
-	}
-	c, err := h.Store.CallByID(ctx, p.CallID)
-	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
-		return fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
-	} else if err != nil {
 		return err
 	}
 	status, result, outcomes := endcall.AnalysisCompleted, (*endcall.Analysis)(nil), json.RawMessage(nil)

@@ -133,3 +133,22 @@ func CallIDOf(t *asynq.Task) string {
 	_ = json.Unmarshal(t.Payload(), &p)
 	return p.CallID
 }
+
+// CallLoader loads the call a task is about.
+type CallLoader interface {
+	CallByID(ctx context.Context, id string) (*endcall.Call, error)
+}
+
+// taskCall decodes a call task's payload and loads its call; a call that
+// does not exist can never be processed, so that is a permanent failure.
+func taskCall(ctx context.Context, store CallLoader, t *asynq.Task) (*endcall.Call, error) {
+	p, err := decodeCallPayload(t)
+	if err != nil {
+		return nil, err
+	}
+	c, err := store.CallByID(ctx, p.CallID)
+	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
+		return nil, fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
+	}
+	return c, err
+}

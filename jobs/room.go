@@ -32,14 +32,8 @@ type RoomHandler struct {
 // ProcessTask deletes the call's room and records room_status. A settled
 // room status makes a re-run a no-op.
 func (h *RoomHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	p, err := decodeCallPayload(t)
+	c, err := taskCall(ctx, h.Store, t)
 	if err != nil {
-		return err
-	}
-	c, err := h.Store.CallByID(ctx, p.CallID)
-	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
-		return fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
-	} else if err != nil {
 		return err
 	}
 	if c.RoomStatus == nil || *c.RoomStatus != endcall.RoomPending {

@@ -9,16 +9,23 @@ import (
 	"io"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/endcall/endcall/config"
 	"github.com/endcall/endcall/postgres"
 )
 
-func runMigrate(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+// openDB loads the configuration the database commands need and connects.
+func openDB(ctx context.Context, getenv func(string) string) (*pgxpool.Pool, error) {
 	cfg, err := config.LoadDB(getenv)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+	return postgres.Open(ctx, cfg.DatabaseURL)
+}
+
+func runMigrate(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+	pool, err := openDB(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -51,11 +58,7 @@ func runAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 	if name == "" || len(name) > 200 {
 		return errors.New("apikey create: --workspace NAME is required (at most 200 characters)")
 	}
-	cfg, err := config.LoadDB(getenv)
-	if err != nil {
-		return err
-	}
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+	pool, err := openDB(ctx, getenv)
 	if err != nil {
 		return err
 	}
