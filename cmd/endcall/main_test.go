@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -91,6 +92,21 @@ func TestMigrateAPIKeyAndServe(t *testing.T) {
 	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
 		t.Fatalf("list phone numbers with the new key: %v %v", res, err)
 	}
+	endACall(t, base, out["api_key"])
+	// The worker analyses the call; the metrics show the whole path.
+	waitMetrics(t, base, `endcall_analyses_total{outcome="completed"} 1`, done)
+	metrics := get(t, base+"/metrics")
+	for _, want := range []string{
+		`endcall_http_requests_total{method="POST",route="/v1/calls/end",status="200"} 1`,
+		`endcall_http_request_duration_seconds_bucket{method="POST",route="/v1/calls/end"`,
+		`endcall_calls_ended_total{trigger="api"} 1`,
+		`endcall_provider_hangups_total{outcome="skipped"} 1`,
+		`asynq_queue_size{queue="default"`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	stop()
 	select {
 	case err := <-done:
@@ -146,4 +162,61 @@ func waitHealthy(t *testing.T, url string, done <-chan error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s never answered 200", url)
+}
+
+// endACall registers a phone number and a call through the API and ends it.
+func endACall(t *testing.T, base, key string) {
+	t.Helper()
+	post := func(path, body string) string {
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var env struct {
+			Data struct {
+				ID string `json:"id"`
+			} `json:"data"`
+		}
+		json.NewDecoder(res.Body).Decode(&env)
+		if res.StatusCode >= 300 {
+			t.Fatalf("POST %s: %d", path, res.StatusCode)
+		}
+		return env.Data.ID
+	}
+	post("/v1/phone-numbers", `{"number":"+15550001234","provider":"twilio"}`)
+	id := post("/v1/calls", `{"call_from":"+15550001234","call_to":"+15550004321","call_direction":"outbound"}`)
+	post("/v1/calls/end", `{"call_id":"`+id+`"}`)
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var b strings.Builder
+	io.Copy(&b, res.Body)
+	return b.String()
+}
+
+// waitMetrics polls /metrics until it contains want.
+func waitMetrics(t *testing.T, base, want string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(get(t, base+"/metrics"), want) {
+		select {
+		case err := <-done:
+			t.Fatalf("process exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never showed %s", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
