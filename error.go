@@ -9,6 +9,7 @@ import (
 const (
 	EINVALID      = "invalid_request"
 	EUNAUTHORIZED = "unauthorized"
+	EFORBIDDEN    = "forbidden"
 	ENOTFOUND     = "not_found"
 	ECONFLICT     = "conflict"
 	ETOOLARGE     = "payload_too_large"

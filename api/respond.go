@@ -13,6 +13,7 @@ import (
 var statusOf = map[string]int{
 	endcall.EINVALID:      http.StatusBadRequest,
 	endcall.EUNAUTHORIZED: http.StatusUnauthorized,
+	endcall.EFORBIDDEN:    http.StatusForbidden,
 	endcall.ENOTFOUND:     http.StatusNotFound,
 	endcall.ECONFLICT:     http.StatusConflict,
 	endcall.ETOOLARGE:     http.StatusRequestEntityTooLarge,

@@ -10,9 +10,14 @@ func (s *Server) routes() {
 	r.NotFoundHandler = s.logRequests(http.HandlerFunc(s.notFound))
 	r.MethodNotAllowedHandler = s.logRequests(http.HandlerFunc(s.methodNotAllowed))
 
+	r.HandleFunc("/openapi.json", s.handleOpenAPI).Methods(http.MethodGet)
 	v1 := r.PathPrefix("/v1").Subrouter()
 	v1.Handle("/calls/end", s.legacyEmpty(s.authenticate(http.HandlerFunc(s.handleEndCall)))).Methods(http.MethodPost)
 	v1.Handle("/calls", s.authenticate(http.HandlerFunc(s.handleCreateCall))).Methods(http.MethodPost)
+	v1.Handle("/calls/query", s.authenticate(http.HandlerFunc(s.handleQueryCalls))).Methods(http.MethodGet)
+	v1.Handle("/calls/make-call", s.authenticate(http.HandlerFunc(s.handleMakeCall))).Methods(http.MethodPost)
+	// Twilio authenticates by request signature, not bearer token.
+	v1.HandleFunc("/providers/twilio/status", s.handleTwilioStatus).Methods(http.MethodPost)
 	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handleGetCall))).Methods(http.MethodGet)
 	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handlePatchCall))).Methods(http.MethodPatch)
 

@@ -21,6 +21,11 @@ type Store interface {
 	CreateCall(ctx context.Context, c *endcall.Call) (*endcall.Call, error)
 	GetCall(ctx context.Context, workspaceID, callID string) (*endcall.Call, error)
 	PatchCall(ctx context.Context, workspaceID, callID string, p endcall.CallPatch) (*endcall.Call, error)
+	QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall.Call, int, error)
+	DialingNumber(ctx context.Context, workspaceID, id, number string) (*endcall.PhoneNumber, *endcall.ProviderCredentials, error)
+	TwilioAuthTokens(ctx context.Context, accountSID string) ([]string, error)
+	CallByProviderSID(ctx context.Context, provider, sid string) (*endcall.Call, *endcall.ProviderCredentials, error)
+	AdvanceCallStatus(ctx context.Context, workspaceID, callID, status string, at time.Time) (bool, error)
 }
 
 // Deps are what the server is built from.
@@ -33,10 +38,14 @@ type Deps struct {
 	Calls                endcall.CallService
 	Log                  *slog.Logger
 	JWT                  JWTConfig
+	// Twilio configures make-call and the Twilio status callback.
+	Twilio TwilioConfig
 	// LegacyEmptyErrors makes every error of POST /v1/calls/end answer 200
 	// with an empty body (LEGACY_EMPTY_ERROR_RESPONSES).
 	LegacyEmptyErrors bool
 	Now               func() time.Time
+	// Observe, when set, records each request (metrics).
+	Observe func(route, method string, status int, d time.Duration)
 }
 
 // Server is the HTTP API.
@@ -48,19 +57,24 @@ type Server struct {
 	calls        endcall.CallService
 	log          *slog.Logger
 	jwt          JWTConfig
+	twilio       TwilioConfig
 	keys         *keyCache
 	legacy       bool
 	now          func() time.Time
+	observe      func(route, method string, status int, d time.Duration)
 	router       *mux.Router
 }
 
 // NewServer returns the API with every route mounted (see routes.go).
 func NewServer(d Deps) *Server {
-	s := &Server{store: d.Store, webhooks: d.Webhooks, redeliver: d.Redeliver, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, legacy: d.LegacyEmptyErrors, now: d.Now}
+	s := &Server{store: d.Store, webhooks: d.Webhooks, redeliver: d.Redeliver, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, twilio: d.Twilio, legacy: d.LegacyEmptyErrors, now: d.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.keys = &keyCache{resolve: d.Store.WorkspaceForAPIKey, ttl: 30 * time.Second, entries: map[string]cachedKey{}}
+	s.observe = d.Observe
+	s.keys = &keyCache{resolve: func(ctx context.Context, key string) (string, error) {
+		return s.store.WorkspaceForAPIKey(ctx, key)
+	}, ttl: 30 * time.Second, entries: map[string]cachedKey{}}
 	s.router = mux.NewRouter()
 	s.routes()
 	return s
@@ -110,6 +124,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.Int("status", rec.status),
 			slog.Duration("latency", time.Since(start)))
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
+		if s.observe != nil {
+			s.observe(info.route, r.Method, rec.status, time.Since(start))
+		}
 	})
 }
 

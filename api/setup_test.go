@@ -34,6 +34,7 @@ type options struct {
 	databaseURL     string // overrides the test's database for the API's store
 	providerTimeout time.Duration
 	allowPrivate    bool
+	deps            func(*api.Deps) // last word on what the server is built from
 }
 
 // bundle is what an API test works with: a real server on a real database
@@ -49,8 +50,8 @@ type bundle struct {
 	tel       *twilio.Client
 	workspace string
 	key       string
-	// platformSID is the platform's Twilio account.
-	platformSID string
+	// platformSID and platformToken are the platform's Twilio account.
+	platformSID, platformToken string
 }
 
 var testKey = bytes.Repeat([]byte{7}, 32)
@@ -90,9 +91,8 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	b.inspector = asynq.NewInspector(b.redis)
 	t.Cleanup(func() { b.inspector.Close() })
 
-	var token string
-	b.platformSID, token = b.twilio.NewAccount()
-	b.tel = twilio.New(twilio.Config{BaseURL: b.twilio.URL(), AccountSID: b.platformSID, AuthToken: token, Timeout: o.providerTimeout})
+	b.platformSID, b.platformToken = b.twilio.NewAccount()
+	b.tel = twilio.New(twilio.Config{BaseURL: b.twilio.URL(), AccountSID: b.platformSID, AuthToken: b.platformToken, Timeout: o.providerTimeout})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	enq := &jobs.Enqueuer{Client: client, DeliverMaxRetry: 7}
 	svc := &calls.Service{
@@ -100,11 +100,17 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		Queue:           enq,
 		ProviderTimeout: o.providerTimeout, EnqueueTimeout: 500 * time.Millisecond,
 	}
-	srv := httptest.NewServer(api.NewServer(api.Deps{
+	deps := api.Deps{
 		Store: apiStore, Webhooks: apiStore, Redeliver: enq, AllowPrivateWebhooks: o.allowPrivate,
 		Calls: svc, Log: log, LegacyEmptyErrors: o.legacy,
 		JWT: api.JWTConfig{Secret: o.jwtSecret},
-	}))
+		Twilio: api.TwilioConfig{Dialer: b.tel, VoiceURL: testVoiceURL, PublicBaseURL: testPublicURL,
+			AccountSID: b.platformSID, AuthToken: b.platformToken, MaxCallDuration: time.Hour},
+	}
+	if o.deps != nil {
+		o.deps(&deps)
+	}
+	srv := httptest.NewServer(api.NewServer(deps))
 	t.Cleanup(srv.Close)
 	b.url = srv.URL
 	b.workspace, b.key, err = b.store.CreateAPIKey(ctx, "ws-"+t.Name())

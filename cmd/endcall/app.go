@@ -22,6 +22,7 @@ import (
 	"github.com/endcall/endcall/dashboard"
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/livekit"
+	"github.com/endcall/endcall/metrics"
 	"github.com/endcall/endcall/postgres"
 	"github.com/endcall/endcall/twilio"
 	"github.com/endcall/endcall/webhook"
@@ -58,6 +59,9 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	defer client.Close()
 	tel := telephony(cfg, log)
 	enq := &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
+	inspector := asynq.NewInspector(redisOpt)
+	defer inspector.Close()
+	m := metrics.New(inspector)
 	log.Info("starting", "mode", mode, "config", cfg)
 
 	// The one end path, of the API and of the overdue scan.
@@ -65,6 +69,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		Store: store, Telephony: tel, Log: log,
 		Queue:           enq,
 		ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
+		OnEnded: m.CallEnded,
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	if mode == "serve" || mode == "all" {
@@ -74,16 +79,23 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			Password: cfg.DashboardPassword, ReadOnly: cfg.DashboardReadOnly})
 		// Deferred, so closed only once the HTTP server has drained.
 		defer dash.Close()
-		handler := newHTTPHandler(cfg, log, store, svc, enq, rdb, dash)
+		jwtCfg, err := jwtConfig(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		handler := newHTTPHandler(cfg, log, store, svc, enq, rdb, dash, m, jwtCfg, twilioConfig(cfg, tel))
 		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, handler, log) })
 	}
 	if mode == "worker" || mode == "all" {
-		w, err := newWorker(cfg, log, store, tel, enq, redisOpt)
+		w, err := newWorker(cfg, log, store, tel, enq, redisOpt, m)
 		if err != nil {
 			return err
 		}
 		sweeper := &worker.Sweeper{Store: store, Queue: enq, Interval: cfg.RecoverySweepInterval,
-			Grace: sweepGrace(cfg.RecoverySweepInterval), Limit: 1000, Log: log}
+			Grace: sweepGrace(cfg.RecoverySweepInterval), Limit: 1000, Log: log, OnRequeued: m.Requeued}
+		if mode == "worker" && cfg.MetricsAddr != "" {
+			g.Go(func() error { return serveHTTP(ctx, cfg.MetricsAddr, metricsHandler(m), log) })
+		}
 		w.Handle(jobs.TypeEndOverdue, &jobs.EndOverdueHandler{Store: store, Calls: svc, MaxCallDuration: cfg.MaxCallDuration, Log: log})
 		scheduler := &worker.Scheduler{Client: client, Interval: cfg.OverdueScanInterval, Log: log,
 			Task: func(slot time.Time) (*asynq.Task, error) {
@@ -99,7 +111,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 }
 
 // newWorker builds the asynq server with a handler for every task type.
-func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, enq *jobs.Enqueuer, redisOpt asynq.RedisConnOpt) (*worker.Worker, error) {
+func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, enq *jobs.Enqueuer, redisOpt asynq.RedisConnOpt, m *metrics.Metrics) (*worker.Worker, error) {
 	analyzer, err := analysis.New(analysis.Config{LLMBaseURL: cfg.AnalysisLLMBaseURL, LLMAPIKey: cfg.AnalysisLLMAPIKey,
 		LLMModel: cfg.AnalysisLLMModel, OnFallback: func(c *endcall.Call, err error) {
 			log.Warn("LLM analysis failed; using the built-in analyzer", "call_id", c.ID, "error", err)
@@ -112,10 +124,10 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 		rooms = livekit.New(cfg.LiveKitURL, cfg.LiveKitAPIKey, cfg.LiveKitAPISecret, 10*time.Second)
 	}
 	w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
-	w.Handle(jobs.TypeHangup, &jobs.HangupHandler{Store: store, Telephony: tel, Timeout: cfg.ProviderTimeout, Log: log})
+	w.Handle(jobs.TypeHangup, &jobs.HangupHandler{Store: store, Telephony: tel, Timeout: cfg.ProviderTimeout, Log: log, OnOutcome: m.Hangup})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: store, Rooms: rooms})
-	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log})
-	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log,
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log, OnResult: m.Analysis})
+	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log, OnAttempt: m.WebhookAttempt,
 		Client: webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks)})
 	return w, nil
 }
@@ -147,17 +159,16 @@ func telephony(cfg config.Config, log *slog.Logger) endcall.Telephony {
 }
 
 // newHTTPHandler mounts the API beside the operational endpoints.
-func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, enq *jobs.Enqueuer, rdb redis.UniversalClient, dash *dashboard.Handler) http.Handler {
+func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, enq *jobs.Enqueuer, rdb redis.UniversalClient, dash *dashboard.Handler, m *metrics.Metrics, jwtCfg api.JWTConfig, tw api.TwilioConfig) http.Handler {
 	srv := api.NewServer(api.Deps{
-		Store: store, Webhooks: store, Redeliver: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
+		Observe: m.ObserveRequest,
+		Store:   store, Webhooks: store, Redeliver: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
 		Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
-		JWT: api.JWTConfig{Secret: secretBytes(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
+		JWT: jwtCfg, Twilio: tw,
 	})
 	r := srv.Router()
-	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"ok"}`)
-	}).Methods(http.MethodGet)
+	r.HandleFunc("/healthz", healthz).Methods(http.MethodGet)
+	r.Handle("/metrics", m.Handler()).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -176,6 +187,20 @@ func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, 
 	// Off (no credentials), the dashboard answers 404 itself.
 	r.PathPrefix(dashboard.Path).Handler(dash)
 	return srv
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"status":"ok"}`)
+}
+
+// metricsHandler serves /metrics and /healthz for a worker without an API
+// (METRICS_ADDR).
+func metricsHandler(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
 }
 
 func secretBytes(s string) []byte {
