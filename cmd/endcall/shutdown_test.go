@@ -67,7 +67,8 @@ func waitGate(t *testing.T, g *gate, what string) {
 	}
 }
 
-// TestSIGTERMDrainsAndExitsZero sends SIGTERM to a real `endcall all` while
+// TestSIGTERMDrainsAndExitsZero sends SIGTERM to a real `endcall all` (after
+// checking that it serves its dashboard) while
 // an end request waits on the provider and a webhook attempt waits on its
 // receiver: the listener closes at once, the end request still answers,
 // the webhook attempt completes and is recorded, work queued during the
@@ -100,7 +101,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	environ := []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL, "HTTP_ADDR=" + addr,
 		"TWILIO_API_BASE_URL=" + fake.URL(), "TWILIO_ACCOUNT_SID=" + account, "TWILIO_AUTH_TOKEN=" + token,
 		"PROVIDER_TIMEOUT=30s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "WEBHOOK_RETRY_SCHEDULE=1s",
-		"OVERDUE_SCAN_INTERVAL=1s", "LOG_FORMAT=text"}
+		"OVERDUE_SCAN_INTERVAL=1s", "LOG_FORMAT=text", "DASHBOARD_USERNAME=ops", "DASHBOARD_PASSWORD=pw"}
 
 	keyCmd := exec.Command(bin, "apikey", "create", "--workspace", "shutdown")
 	keyCmd.Env = environ
@@ -138,6 +139,25 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	}()
 	base := "http://" + addr
 	waitUp(t, base+"/healthz", exited)
+
+	// The dashboard is mounted beside the API, behind its login.
+	for _, tc := range []struct {
+		user string
+		want int
+	}{{"", http.StatusUnauthorized}, {"ops", http.StatusOK}} {
+		req, _ := http.NewRequest("GET", base+"/monitoring/api/queues", nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, "pw")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("dashboard as %q: got %d, want %d", tc.user, res.StatusCode, tc.want)
+		}
+	}
 
 	api := func(method, path string, body any) (int, map[string]any) {
 		t.Helper()

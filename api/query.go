@@ -1,0 +1,254 @@
+package api
+
+import (
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/endcall/endcall"
+)
+
+// Limits of GET /v1/calls/query.
+const (
+	defaultPerPage  = 10
+	maxPerPage      = 100
+	maxFilters      = 20
+	maxSearchLen    = 200
+	maxStatusLen    = 50
+	maxFilterValLen = 1000
+	dateLayout      = "2006-01-02"
+)
+
+func (s *Server) handleQueryCalls(w http.ResponseWriter, r *http.Request) {
+	q, err := parseCallQuery(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q.WorkspaceID = workspaceFrom(r.Context())
+	calls, total, err := s.store.QueryCalls(r.Context(), q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, successEnvelope{Status: "success", Message: "Calls retrieved", Data: calls,
+		Pagination: &Pagination{Page: q.Page, PerPage: q.PerPage, Total: total}})
+}
+
+// parseCallQuery validates the query string of GET /v1/calls/query. Every
+// error is EINVALID and names the parameter at fault. Empty values count as
+// absent, since clients commonly send unset filters as "name=". Unknown
+// parameters are ignored, as unknown body fields are elsewhere.
+func parseCallQuery(v url.Values) (endcall.CallQuery, error) {
+	q := endcall.CallQuery{PerPage: defaultPerPage, SortColumn: "created_at", Descending: true}
+	one := func(name string, max int) (string, error) {
+		vals := v[name]
+		if len(vals) > 1 {
+			return "", invalid("%s is given %d times; give it at most once.", name, len(vals))
+		}
+		if len(vals) == 0 {
+			return "", nil
+		}
+		if len([]rune(vals[0])) > max {
+			return "", invalid("%s must be at most %d characters.", name, max)
+		}
+		return strings.TrimSpace(vals[0]), nil
+	}
+	var err error
+	if q.CampaignID, err = one("campaign_id", maxIDLen); err != nil {
+		return q, err
+	}
+	if q.AIAgentID, err = one("ai_agent_id", maxIDLen); err != nil {
+		return q, err
+	}
+	if q.DisconnectReason, err = one("disconnect_reason", maxReasonLen); err != nil {
+		return q, err
+	}
+	if q.Search, err = one("search", maxSearchLen); err != nil {
+		return q, err
+	}
+	status, err := one("status", maxStatusLen)
+	if err != nil {
+		return q, err
+	} else if status != "" {
+		q.Statuses = endcall.StatusesMatching(status)
+	}
+
+	for _, d := range []struct {
+		name string
+		dst  **time.Time
+		days int
+	}{{"start_date", &q.StartedFrom, 0}, {"end_date", &q.StartedBefore, 1}} {
+		s, err := one(d.name, len(dateLayout))
+		if err != nil {
+			return q, err
+		} else if s == "" {
+			continue
+		}
+		t, err := time.Parse(dateLayout, s)
+		if err != nil {
+			return q, invalid("%s must be a date in the form YYYY-MM-DD.", d.name)
+		}
+		// end_date is inclusive: the range runs to the start of the next day.
+		t = t.AddDate(0, 0, d.days)
+		*d.dst = &t
+	}
+	if q.StartedFrom != nil && q.StartedBefore != nil && !q.StartedBefore.After(*q.StartedFrom) {
+		return q, invalid("end_date must not be before start_date.")
+	}
+
+	if s, err := one("page", 20); err != nil {
+		return q, err
+	} else if s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > math.MaxInt32 {
+			return q, invalid("page must be an integer of 0 or more (pages are numbered from 0).")
+		}
+		q.Page = n
+	}
+	if s, err := one("per_page", 20); err != nil {
+		return q, err
+	} else if s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPerPage {
+			return q, invalid("per_page must be an integer from 1 to %d.", maxPerPage)
+		}
+		q.PerPage = n
+	}
+	if s, err := one("sort_column", 64); err != nil {
+		return q, err
+	} else if s != "" {
+		if !slices.Contains(endcall.SortColumns, s) {
+			return q, invalid("sort_column %q is not sortable; use one of %s.", s, strings.Join(endcall.SortColumns, ", "))
+		}
+		q.SortColumn = s
+	}
+	if s, err := one("order", 8); err != nil {
+		return q, err
+	} else if s != "" {
+		switch strings.ToLower(s) {
+		case "asc":
+			q.Descending = false
+		case "desc":
+		default:
+			return q, invalid(`order must be "asc" or "desc".`)
+		}
+	}
+	q.Filters, err = parseFilters(v)
+	return q, err
+}
+
+// arrayParam returns the values of a parallel-array parameter, given as
+// name[] (the contract's form) or plain name, but not both.
+func arrayParam(v url.Values, name string) ([]string, string, error) {
+	bracketed, plain := v[name+"[]"], v[name]
+	if len(bracketed) > 0 && len(plain) > 0 {
+		return nil, "", invalid("Give either %s[] or %s, not both.", name, name)
+	}
+	if len(plain) > 0 {
+		return plain, name, nil
+	}
+	return bracketed, name + "[]", nil
+}
+
+// parseFilters reads the advanced filters: three parallel arrays whose
+// entries at one index make one filter. Values are parsed by column type so
+// that a bad value is refused here rather than by the database.
+func parseFilters(v url.Values) ([]endcall.CallFilter, error) {
+	cols, colName, err := arrayParam(v, "filter_columns")
+	if err != nil {
+		return nil, err
+	}
+	ops, opName, err := arrayParam(v, "filter_operator")
+	if err != nil {
+		return nil, err
+	}
+	vals, valName, err := arrayParam(v, "filter_values")
+	if err != nil {
+		return nil, err
+	}
+	if len(cols) != len(ops) || len(cols) != len(vals) {
+		return nil, invalid("%s, %s and %s must have the same number of entries (got %d, %d and %d); give an empty value for is_null and not_null.",
+			colName, opName, valName, len(cols), len(ops), len(vals))
+	}
+	if len(cols) > maxFilters {
+		return nil, invalid("%s may name at most %d filters.", colName, maxFilters)
+	}
+	filters := make([]endcall.CallFilter, 0, len(cols))
+	for i, col := range cols {
+		typ, ok := endcall.FilterColumns[col]
+		if !ok {
+			return nil, invalid("%s[%d]: %q is not a filterable column.", strings.TrimSuffix(colName, "[]"), i, col)
+		}
+		op := strings.ToLower(ops[i])
+		if !endcall.OperatorApplies(op, typ) {
+			return nil, invalid("%s[%d]: operator %q does not apply to %s; use %s.", strings.TrimSuffix(opName, "[]"), i, ops[i], col, operatorsFor(typ))
+		}
+		f := endcall.CallFilter{Column: col, Operator: op}
+		if op != endcall.OpIsNull && op != endcall.OpNotNull {
+			if f.Value, err = filterValue(typ, vals[i]); err != nil {
+				return nil, invalid("%s[%d]: %s must be %s.", strings.TrimSuffix(valName, "[]"), i, col, err.Error())
+			}
+		}
+		filters = append(filters, f)
+	}
+	return filters, nil
+}
+
+// typeError says what a filter value of some type must look like.
+type typeError string
+
+func (e typeError) Error() string { return string(e) }
+
+// filterValue parses a filter value for a column of type typ.
+func filterValue(typ int, s string) (any, error) {
+	switch typ {
+	case endcall.ColumnInt:
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
+		if err != nil {
+			return nil, typeError("an integer")
+		}
+		return n, nil
+	case endcall.ColumnBool:
+		b, err := strconv.ParseBool(strings.ToLower(strings.TrimSpace(s)))
+		if err != nil {
+			return nil, typeError("true or false")
+		}
+		return b, nil
+	case endcall.ColumnTime:
+		s = strings.TrimSpace(s)
+		if t, err := time.Parse(time.RFC3339, s); err == nil {
+			return t.UTC(), nil
+		}
+		if t, err := time.Parse(dateLayout, s); err == nil {
+			return t, nil
+		}
+		return nil, typeError("an RFC 3339 timestamp or a YYYY-MM-DD date")
+	case endcall.ColumnUUID:
+		id, ok := parseUUID(strings.TrimSpace(s))
+		if !ok {
+			return nil, typeError("a UUID")
+		}
+		return id, nil
+	}
+	if len([]rune(s)) > maxFilterValLen {
+		return nil, typeError("at most " + strconv.Itoa(maxFilterValLen) + " characters")
+	}
+	return s, nil
+}
+
+// operatorsFor lists the operators that apply to a column type, for error messages.
+func operatorsFor(typ int) string {
+	var ops []string
+	for _, op := range []string{endcall.OpEq, endcall.OpNe, endcall.OpContains, endcall.OpGt, endcall.OpGte,
+		endcall.OpLt, endcall.OpLte, endcall.OpIsNull, endcall.OpNotNull} {
+		if endcall.OperatorApplies(op, typ) {
+			ops = append(ops, op)
+		}
+	}
+	return strings.Join(ops, ", ")
+}

@@ -1,0 +1,186 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/endcall/endcall"
+)
+
+// notNullColumns are the sortable columns that never hold NULL; every other
+// one sorts its NULLs last in both directions, so that "longest calls first"
+// does not open with the calls that have no duration yet. Leaving the NULLS
+// clause off for these keeps the ORDER BY identical to their indexes.
+var notNullColumns = map[string]bool{"created_at": true, "updated_at": true, "call_status": true, "call_to": true, "call_from": true}
+
+// sqlOperators maps the comparison operators to SQL. ne treats NULL as
+// different from every value, which is what "not equal to X" means to a
+// user; the others are plain SQL comparisons.
+var sqlOperators = map[string]string{
+	endcall.OpEq: "=", endcall.OpNe: "IS DISTINCT FROM", endcall.OpGt: ">", endcall.OpGte: ">=",
+	endcall.OpLt: "<", endcall.OpLte: "<=",
+}
+
+// callQuery is the SQL of one CallQuery: the page and the count share the
+// WHERE clause and its arguments.
+type callQuery struct {
+	where string
+	args  []any
+	order string
+}
+
+// column returns the SQL of a whitelisted column. The store checks the
+// whitelist again rather than trusting its caller, since the name goes
+// into the SQL text.
+func column(name string, sortable bool) (string, error) {
+	_, filterable := endcall.FilterColumns[name]
+	if (sortable && !slices.Contains(endcall.SortColumns, name)) || (!sortable && !filterable) {
+		return "", fmt.Errorf("postgres: column %q is not in the query whitelist", name)
+	}
+	return "c." + name, nil
+}
+
+// escapeLike makes s match literally inside a LIKE pattern.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// buildCallQuery turns q into parameterised SQL: every value is an
+// argument, and the only names in the text come from the whitelist.
+func buildCallQuery(q endcall.CallQuery) (callQuery, error) {
+	var cq callQuery
+	conds := []string{}
+	arg := func(v any) string {
+		cq.args = append(cq.args, v)
+		return fmt.Sprintf("$%d", len(cq.args))
+	}
+	ws := arg(q.WorkspaceID)
+	conds = append(conds, "c.workspace_id = "+ws)
+	if q.CampaignID != "" {
+		conds = append(conds, "c.campaign_id = "+arg(q.CampaignID))
+	}
+	if q.AIAgentID != "" {
+		conds = append(conds, "c.ai_agent_id = "+arg(q.AIAgentID))
+	}
+	if q.Statuses != nil {
+		conds = append(conds, "c.call_status = ANY ("+arg(q.Statuses)+"::text[])")
+	}
+	if q.Search != "" {
+		p := arg("%" + escapeLike(q.Search) + "%")
+		// call_search holds the searchable columns with their trigram
+		// indexes (see migration 00002).
+		conds = append(conds, fmt.Sprintf(`c.id IN (SELECT s.call_id FROM call_search s WHERE s.workspace_id = %[1]s
+			AND (s.call_to ILIKE %[2]s OR s.notes ILIKE %[2]s OR s.call_feedback ILIKE %[2]s OR s.transcript ILIKE %[2]s))`, ws, p))
+	}
+	if q.DisconnectReason != "" {
+		conds = append(conds, "c.disconnect_reason = "+arg(q.DisconnectReason))
+	}
+	if q.StartedFrom != nil {
+		conds = append(conds, "c.started_at >= "+arg(*q.StartedFrom))
+	}
+	if q.StartedBefore != nil {
+		conds = append(conds, "c.started_at < "+arg(*q.StartedBefore))
+	}
+	for _, f := range q.Filters {
+		col, err := column(f.Column, false)
+		if err != nil {
+			return cq, err
+		}
+		switch op := f.Operator; {
+		case op == endcall.OpIsNull:
+			conds = append(conds, col+" IS NULL")
+		case op == endcall.OpNotNull:
+			conds = append(conds, col+" IS NOT NULL")
+		case op == endcall.OpContains:
+			s, ok := f.Value.(string)
+			if !ok {
+				return cq, fmt.Errorf("postgres: contains on %s needs a string, got %T", f.Column, f.Value)
+			}
+			conds = append(conds, col+" ILIKE "+arg("%"+escapeLike(s)+"%"))
+		case sqlOperators[op] != "":
+			if f.Value == nil {
+				return cq, fmt.Errorf("postgres: operator %s on %s needs a value", op, f.Column)
+			}
+			conds = append(conds, col+" "+sqlOperators[op]+" "+arg(f.Value))
+		default:
+			return cq, fmt.Errorf("postgres: unknown filter operator %q", op)
+		}
+	}
+	cq.where = strings.Join(conds, " AND ")
+
+	sort := q.SortColumn
+	if sort == "" {
+		sort = "created_at"
+	}
+	col, err := column(sort, true)
+	if err != nil {
+		return cq, err
+	}
+	dir := "ASC"
+	if q.Descending {
+		dir = "DESC"
+	}
+	nulls := ""
+	if !notNullColumns[sort] {
+		nulls = " NULLS LAST"
+	}
+	// The id breaks ties so that paging is stable.
+	cq.order = fmt.Sprintf("%s %s%s, c.id %s", col, dir, nulls, dir)
+	return cq, nil
+}
+
+// pageSQL and countSQL are the two statements of a query.
+func (cq callQuery) pageSQL(limit, offset int) (string, []any) {
+	args := append(slices.Clip(cq.args), limit, offset)
+	return fmt.Sprintf(`SELECT %s FROM calls c WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`,
+		callColumns, cq.where, cq.order, len(args)-1, len(args)), args
+}
+
+func (cq callQuery) countSQL() (string, []any) {
+	return `SELECT count(*) FROM calls c WHERE ` + cq.where, cq.args
+}
+
+// QueryCalls returns one page of the workspace's calls matching q, and how
+// many match in all. Both statements go in one round trip.
+func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall.Call, int, error) {
+	if q.PerPage <= 0 {
+		return nil, 0, fmt.Errorf("postgres: query per_page %d is not positive", q.PerPage)
+	}
+	cq, err := buildCallQuery(q)
+	if err != nil {
+		return nil, 0, err
+	}
+	var batch pgx.Batch
+	pageSQL, pageArgs := cq.pageSQL(q.PerPage, q.Page*q.PerPage)
+	countSQL, countArgs := cq.countSQL()
+	batch.Queue(pageSQL, pageArgs...)
+	batch.Queue(countSQL, countArgs...)
+	br := s.pool.SendBatch(ctx, &batch)
+	defer br.Close()
+
+	rows, err := br.Query()
+	if err != nil {
+		return nil, 0, dbError(err)
+	}
+	calls := []*endcall.Call{}
+	for rows.Next() {
+		c, err := scanCall(rows)
+		if err != nil {
+			rows.Close()
+			return nil, 0, dbError(err)
+		}
+		calls = append(calls, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, dbError(err)
+	}
+	var total int
+	if err := br.QueryRow().Scan(&total); err != nil {
+		return nil, 0, dbError(err)
+	}
+	return calls, total, dbError(br.Close())
+}
