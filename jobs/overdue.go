@@ -86,7 +86,7 @@ func (h *EndOverdueHandler) ProcessTask(ctx context.Context, t *asynq.Task) erro
 		return err
 	}
 	if !ok {
-		h.Log.Info("overdue scan skipped: the previous scan is still running")
+		h.Log.Debug("overdue scan skipped: the previous scan is still running")
 		return nil
 	}
 	defer release()

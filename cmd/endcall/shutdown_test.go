@@ -68,11 +68,11 @@ func waitGate(t *testing.T, g *gate, what string) {
 }
 
 // TestSIGTERMDrainsAndExitsZero sends SIGTERM to a real `endcall all` (after
-// checking that it serves its dashboard) while
-// an end request waits on the provider and a webhook attempt waits on its
-// receiver: the listener closes at once, the end request still answers,
-// the webhook attempt completes and is recorded, work queued during the
-// drain stays in the queue, and the process exits 0.
+// checking that it serves its dashboard) while an end request waits on the
+// provider and a webhook attempt waits on its receiver: the listener closes
+// at once, the end request still answers, the webhook attempt completes and
+// is recorded, work queued during the drain stays in the queue, and the
+// process exits 0.
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
