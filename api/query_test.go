@@ -16,8 +16,8 @@ import (
 // call in expectations; calls are created a minute apart in seed order.
 type seedCall struct {
 	label, status, campaign, agent, started, to, notes, feedback, transcript, reason, sentiment string
-	duration, rating                                                                         int // 0: NULL, -1: 0
-	isTest                                                                                   bool
+	duration, rating                                                                            int // 0: NULL, -1: 0
+	isTest                                                                                      bool
 }
 
 var querySeeds = []seedCall{
