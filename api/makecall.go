@@ -18,6 +18,11 @@ type Dialer interface {
 	CreateCall(ctx context.Context, creds *endcall.ProviderCredentials, p twilio.CreateCallParams) (string, error)
 }
 
+var (
+	_ Dialer = (*twilio.Client)(nil)
+	_ Dialer = twilio.Simulated{}
+)
+
 // TwilioConfig is what make-call and the status callback take from the
 // environment (CONTRACT 2).
 type TwilioConfig struct {
