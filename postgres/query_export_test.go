@@ -1,0 +1,33 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/endcall/endcall"
+)
+
+// ExplainCallQuery returns EXPLAIN (ANALYZE, BUFFERS) of the page and the
+// count statement of q, for the benchmark to print.
+func (s *Store) ExplainCallQuery(ctx context.Context, q endcall.CallQuery) (page, count string, err error) {
+	cq, err := buildCallQuery(q)
+	if err != nil {
+		return "", "", err
+	}
+	explain := func(sql string, args []any) (string, error) {
+		rows, err := s.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+sql, args...)
+		if err != nil {
+			return "", err
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		return strings.Join(lines, "\n"), err
+	}
+	pageSQL, pageArgs := cq.pageSQL(q.PerPage, q.Page*q.PerPage)
+	if page, err = explain(pageSQL, pageArgs); err != nil {
+		return "", "", err
+	}
+	count, err = explain(cq.countSQL())
+	return page, count, err
+}
