@@ -144,6 +144,11 @@ func (cq callQuery) countSQL() (string, []any) {
 	return `SELECT count(*) FROM calls c WHERE ` + cq.where, cq.args
 }
 
+// querySettingsSQL sets, for the rest of a transaction, how QueryCalls
+// statements are planned (see there).
+const querySettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+	set_config('max_parallel_workers_per_gather', '0', true)`
+
 // QueryCalls returns one page of the workspace's calls matching q, and how
 // many match in all. Both statements go in one round trip, in a read-only
 // transaction that forces custom plans: the best plan depends on the values
@@ -165,8 +170,7 @@ func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall
 	pageSQL, pageArgs := cq.pageSQL(q.PerPage, q.Page*q.PerPage)
 	countSQL, countArgs := cq.countSQL()
 	batch.Queue(`BEGIN READ ONLY`)
-	batch.Queue(`SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-		set_config('max_parallel_workers_per_gather', '0', true)`)
+	batch.Queue(querySettingsSQL)
 	batch.Queue(pageSQL, pageArgs...)
 	batch.Queue(countSQL, countArgs...)
 	batch.Queue(`COMMIT`)

@@ -10,14 +10,23 @@ import (
 )
 
 // ExplainCallQuery returns EXPLAIN (ANALYZE, BUFFERS) of the page and the
-// count statement of q, for the benchmark to print.
+// count statement of q, planned with QueryCalls' settings, for the
+// benchmark to print.
 func (s *Store) ExplainCallQuery(ctx context.Context, q endcall.CallQuery) (page, count string, err error) {
 	cq, err := buildCallQuery(q)
 	if err != nil {
 		return "", "", err
 	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, querySettingsSQL); err != nil {
+		return "", "", err
+	}
 	explain := func(sql string, args []any) (string, error) {
-		rows, err := s.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+sql, args...)
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+sql, args...)
 		if err != nil {
 			return "", err
 		}
