@@ -228,8 +228,8 @@ func decodeNewCall(body []byte, now time.Time) (*endcall.Call, string, error) {
 	}
 	if c.MaxDurationSeconds, err = o.integer("max_duration_seconds"); err != nil {
 		return nil, "", err
-	} else if c.MaxDurationSeconds != nil && *c.MaxDurationSeconds <= 0 {
-		return nil, "", invalid("max_duration_seconds must be a positive integer.")
+	} else if c.MaxDurationSeconds != nil && (*c.MaxDurationSeconds <= 0 || *c.MaxDurationSeconds > maxCallSeconds) {
+		return nil, "", invalid("max_duration_seconds must be an integer from 1 to %d.", maxCallSeconds)
 	}
 	if _, err := o.field("is_test", "a boolean", &c.IsTest); err != nil {
 		return nil, "", err

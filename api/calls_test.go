@@ -71,6 +71,7 @@ func TestCreateCallBadInput(t *testing.T) {
 		{"bad started_at", `{` + ok + `,"started_at":"yesterday"}`, "started_at"},
 		{"negative max duration", `{` + ok + `,"max_duration_seconds":-5}`, "max_duration_seconds"},
 		{"fractional max duration", `{` + ok + `,"max_duration_seconds":1.5}`, "max_duration_seconds must be an integer"},
+		{"huge max duration", `{` + ok + `,"max_duration_seconds":4294967296}`, "max_duration_seconds"},
 		{"metadata not object", `{` + ok + `,"metadata":[1]}`, "metadata must be an object"},
 		{"is_test not bool", `{` + ok + `,"is_test":"yes"}`, "is_test must be a boolean"},
 		{"bad turn role", `{` + ok + `,"transcript_object":[{"role":"bot","content":"x"}]}`, "role"},
