@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/jobs"
+)
+
+// loadResult is what a closed-loop run of ends measured.
+type loadResult struct {
+	ok, failed int
+	elapsed    time.Duration // first start to last finish
+	latencies  []time.Duration
+	firstErr   error
+	start      time.Time
+	claimed    int // ids taken, attempted or not (the next run starts after them)
+}
+
+// add accumulates another run of the same side.
+func (r *loadResult) add(o loadResult) {
+	r.ok += o.ok
+	r.failed += o.failed
+	r.elapsed += o.elapsed
+	r.latencies = append(r.latencies, o.latencies...)
+	if r.firstErr == nil {
+		r.firstErr = o.firstErr
+	}
+}
+
+func (r loadResult) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.ok) / r.elapsed.Seconds()
+}
+
+// closedLoop runs end(id) over ids with conc workers, each starting its
+// next end as soon as the previous one finished, until every id is done or
+// limit has passed (ends under way then finish).
+func closedLoop(ctx context.Context, ids []string, conc int, limit time.Duration, end func(ctx context.Context, id string) error) loadResult {
+	var next atomic.Int64
+	var mu sync.Mutex
+	res := loadResult{latencies: make([]time.Duration, 0, len(ids))}
+	start := time.Now()
+	stopAt := start.Add(limit)
+	var last atomic.Int64
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, len(ids)/conc+1)
+			ok, failed := 0, 0
+			var firstErr error
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if int(i) >= len(ids) || time.Now().After(stopAt) {
+					break
+				}
+				t0 := time.Now()
+				err := end(ctx, ids[i])
+				t1 := time.Now()
+				if err != nil {
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+					continue
+				}
+				ok++
+				lat = append(lat, t1.Sub(t0))
+				for {
+					cur := last.Load()
+					if t1.UnixNano() <= cur || last.CompareAndSwap(cur, t1.UnixNano()) {
+						break
+					}
+				}
+			}
+			mu.Lock()
+			res.ok += ok
+			res.failed += failed
+			res.latencies = append(res.latencies, lat...)
+			if res.firstErr == nil {
+				res.firstErr = firstErr
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.start = start
+	res.claimed = min(int(next.Load()), len(ids))
+	if l := last.Load(); l > 0 {
+		res.elapsed = time.Unix(0, l).Sub(start)
+	}
+	return res
+}
+
+// apiClient ends calls through POST /v1/calls/end over keep-alive
+// connections.
+type apiClient struct {
+	base, key string
+	http      *http.Client
+	mu        sync.Mutex
+	ended     []string // calls this client ended
+}
+
+func newAPIClient(base, key string) *apiClient {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 512, 512
+	return &apiClient{base: base, key: key, http: &http.Client{Transport: t, Timeout: 30 * time.Second}}
+}
+
+var msgEnded = []byte(`"message":"Call ended"`)
+
+// end ends one call and checks that this request is the one that ended it.
+func (c *apiClient) end(ctx context.Context, id string) error {
+	body := `{"call_id":"` + id + `"}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/calls/end", bytes.NewReader([]byte(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK || !bytes.Contains(raw, msgEnded) {
+		return fmt.Errorf("end %s: HTTP %d: %.200s", id, res.StatusCode, raw)
+	}
+	c.mu.Lock()
+	c.ended = append(c.ended, id)
+	c.mu.Unlock()
+	return nil
+}
+
+// floorEndSQL is postgres.endCallSQL, verbatim: the floor runs the same
+// UPDATE and delivery INSERT, returning the same row.
+const floorEndSQL = `
+WITH ended AS (
+	UPDATE calls c SET
+		ended_at = $3, updated_at = $3, disconnect_reason = $4, call_status = $5,
+		call_duration = CASE WHEN c.started_at IS NULL THEN 0
+			ELSE greatest(0, floor(extract(epoch FROM ($3 - c.started_at))))::int END,
+		provider_hangup_status = $6,
+		room_status = CASE WHEN c.room_name IS NULL THEN 'skipped' ELSE 'pending' END,
+		analysis_status = 'pending'
+	WHERE c.id = $1
+	RETURNING c.id, c.workspace_id, c.phone_number_id, c.call_sid, c.call_provider, c.call_from,
+	c.call_to, c.call_direction, c.call_status, c.call_duration, c.is_test, c.ai_agent_id, c.campaign_id,
+	c.contact_id, c.room_name, c.record_url, c.transcript, c.transcript_object, c.metadata,
+	c.agent_dynamic_variables, c.notes, c.call_rating, c.call_feedback, c.max_duration_seconds,
+	c.disconnect_reason, c.provider_hangup_status, c.room_status, c.analysis_status,
+	c.analysis_sentiment, c.analysis, c.agent_post_call_outcomes, c.created_at, c.updated_at,
+	c.started_at, c.ended_at
+), deliveries AS (
+	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, created_at, updated_at, next_attempt_at)
+	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $3, $3
+	FROM webhook_endpoints e
+	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
+	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
+	RETURNING id
+)
+SELECT c.*, ARRAY(SELECT id FROM deliveries) FROM ended c`
+
+// floor is the bare end: one transaction that updates the call and records
+// its owed work, commit, then one asynq enqueue per task, one after the
+// other, with the tasks' deterministic IDs. No HTTP, no row lock taken
+// before the update, no provider request.
+type floor struct {
+	pool        *pgxpool.Pool
+	client      *asynq.Client
+	tasks       *jobs.Enqueuer
+	workspaceID string
+}
+
+func (f *floor) end(ctx context.Context, id string) error {
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rows, err := tx.Query(ctx, floorEndSQL, id, f.workspaceID, time.Now(), endcall.ReasonAPIDefault, endcall.StatusCompleted, endcall.HangupSucceeded)
+	if err != nil {
+		return err
+	}
+	var deliveries []string
+	if rows.Next() {
+		// Only the delivery IDs are needed; the row is read off the wire
+		// like the service's.
+		raw := rows.RawValues()
+		fd := rows.FieldDescriptions()
+		last := len(raw) - 1
+		err = tx.Conn().TypeMap().Scan(fd[last].DataTypeOID, fd[last].Format, raw[last], &deliveries)
+	} else {
+		err = errors.New("call not found")
+	}
+	rows.Close()
+	if err != nil {
+		return err
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	work := []endcall.Work{{Kind: endcall.WorkRoomDelete, CallID: id}, {Kind: endcall.WorkAnalyze, CallID: id}}
+	for _, d := range deliveries {
+		work = append(work, endcall.Work{Kind: endcall.WorkDeliver, CallID: id, DeliveryID: d})
+	}
+	for _, w := range work {
+		task, err := f.tasks.Task(w)
+		if err != nil {
+			return err
+		}
+		if _, err := f.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return err
+		}
+	}
+	return nil
+}

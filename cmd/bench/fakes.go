@@ -1,0 +1,248 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+)
+
+// callRec is what the outside world saw of one seeded call: when each
+// fake received what concerns it (Unix nanoseconds, 0 for never), and how
+// often.
+type callRec struct {
+	id      string
+	hangups atomic.Int32
+	room    atomic.Int64
+	rooms   atomic.Int32
+	// ended and analyzed are the arrival times at endpoint 0 and 1.
+	ended    [2]atomic.Int64
+	analyzed [2]atomic.Int64
+	// responded is when the end request's response was read (freshness).
+	responded atomic.Int64
+}
+
+// tracker indexes the seeded calls by what each fake sees of them.
+type tracker struct {
+	mu     sync.RWMutex
+	byID   map[string]*callRec
+	bySID  map[string]*callRec
+	byRoom map[string]*callRec
+
+	dupDeliveries atomic.Int64
+	dupRooms      atomic.Int64
+	unknown       atomic.Int64
+}
+
+func newTracker() *tracker {
+	return &tracker{byID: map[string]*callRec{}, bySID: map[string]*callRec{}, byRoom: map[string]*callRec{}}
+}
+
+func (t *tracker) add(id, sid, room string) *callRec {
+	r := &callRec{id: id}
+	t.mu.Lock()
+	t.byID[id], t.bySID[sid], t.byRoom[room] = r, r, r
+	t.mu.Unlock()
+	return r
+}
+
+func (t *tracker) lookup(m map[string]*callRec, key string) *callRec {
+	t.mu.RLock()
+	r := m[key]
+	t.mu.RUnlock()
+	if r == nil {
+		t.unknown.Add(1)
+	}
+	return r
+}
+
+// fakeTwilio answers Twilio's UpdateCall (POST
+// /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json) at once with a 200
+// call resource, for one account, and counts hangups per call.
+type fakeTwilio struct {
+	account, token string
+	calls          *tracker
+	srv            *httptest.Server
+	requests       atomic.Int64
+	refused        atomic.Int64
+}
+
+func newFakeTwilio(account, token string, calls *tracker) *fakeTwilio {
+	f := &fakeTwilio{account: account, token: token, calls: calls}
+	f.srv = newLocalServer(http.HandlerFunc(f.serve))
+	return f
+}
+
+func (f *fakeTwilio) serve(w http.ResponseWriter, r *http.Request) {
+	f.requests.Add(1)
+	prefix := "/2010-04-01/Accounts/" + f.account + "/Calls/"
+	sid, ok := strings.CutPrefix(r.URL.Path, prefix)
+	sid, ok2 := strings.CutSuffix(sid, ".json")
+	user, pass, authed := r.BasicAuth()
+	if r.Method != http.MethodPost || !ok || !ok2 || !authed || user != f.account || pass != f.token {
+		f.refused.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`)
+		return
+	}
+	status := r.PostFormValue("Status")
+	if rec := f.calls.lookup(f.calls.bySID, sid); rec != nil {
+		rec.hangups.Add(1)
+	}
+	now := time.Now().UTC().Format(time.RFC1123Z)
+	body, _ := json.Marshal(map[string]any{
+		"sid": sid, "account_sid": f.account, "api_version": "2010-04-01", "status": status,
+		"direction": "outbound-api", "from": "+15550000000", "to": "+15551112222",
+		"date_created": now, "date_updated": now, "start_time": now, "end_time": now, "duration": "60",
+		"price": nil, "price_unit": "USD", "uri": prefix + sid + ".json",
+	})
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Write(body)
+}
+
+// fakeLiveKit answers RoomService.DeleteRoom, checking the access token of
+// every 20th request the way LiveKit does.
+type fakeLiveKit struct {
+	key, secret string
+	calls       *tracker
+	srv         *httptest.Server
+	n           atomic.Int64
+	badTokens   atomic.Int64
+}
+
+func newFakeLiveKit(key, secret string, calls *tracker) *fakeLiveKit {
+	f := &fakeLiveKit{key: key, secret: secret, calls: calls}
+	f.srv = newLocalServer(http.HandlerFunc(f.serve))
+	return f
+}
+
+func (f *fakeLiveKit) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/twirp/livekit.RoomService/DeleteRoom" {
+		http.NotFound(w, r)
+		return
+	}
+	if f.n.Add(1)%20 == 1 {
+		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		claims := jwt.MapClaims{}
+		_, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return []byte(f.secret), nil },
+			jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(f.key), jwt.WithExpirationRequired())
+		video, _ := claims["video"].(map[string]any)
+		if err != nil || video["roomCreate"] != true {
+			f.badTokens.Add(1)
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"code":"unauthenticated","msg":"invalid token"}`)
+			return
+		}
+	}
+	var req struct {
+		Room string `json:"room"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if rec := f.calls.lookup(f.calls.byRoom, req.Room); rec != nil {
+		if rec.rooms.Add(1) > 1 {
+			f.calls.dupRooms.Add(1)
+		}
+		rec.room.CompareAndSwap(0, time.Now().UnixNano())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, "{}")
+}
+
+// receiver is a webhook receiver with two endpoints, /0 and /1. It records
+// when each event of each call arrived, and verifies the signature of every
+// 25th delivery (and of every delivery of an unknown call) with the
+// official Standard Webhooks library.
+type receiver struct {
+	calls    *tracker
+	srv      *httptest.Server
+	mu       sync.RWMutex
+	verifier [2]*standardwebhooks.Webhook
+	n        atomic.Int64
+	verified atomic.Int64
+	rejected atomic.Int64
+	bad      atomic.Int64
+}
+
+func newReceiver(calls *tracker) *receiver {
+	rc := &receiver{calls: calls}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /0", func(w http.ResponseWriter, r *http.Request) { rc.serve(w, r, 0) })
+	mux.HandleFunc("POST /1", func(w http.ResponseWriter, r *http.Request) { rc.serve(w, r, 1) })
+	rc.srv = newLocalServer(mux)
+	return rc
+}
+
+// setSecret gives endpoint i's signing secret, for verification.
+func (rc *receiver) setSecret(i int, secret string) error {
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		return err
+	}
+	rc.mu.Lock()
+	rc.verifier[i] = wh
+	rc.mu.Unlock()
+	return nil
+}
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request, endpoint int) {
+	at := time.Now().UnixNano()
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	var ev struct {
+		Type string `json:"type"`
+		Data struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		rc.bad.Add(1)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	rec := rc.calls.lookup(rc.calls.byID, ev.Data.ID)
+	if rc.n.Add(1)%25 == 0 || rec == nil {
+		rc.mu.RLock()
+		wh := rc.verifier[endpoint]
+		rc.mu.RUnlock()
+		if wh == nil || wh.Verify(body, r.Header) != nil {
+			rc.rejected.Add(1)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		rc.verified.Add(1)
+	}
+	if rec != nil {
+		var slot *atomic.Int64
+		switch ev.Type {
+		case "call.ended":
+			slot = &rec.ended[endpoint]
+		case "call.analyzed":
+			slot = &rec.analyzed[endpoint]
+		default:
+			rc.bad.Add(1)
+		}
+		if slot != nil && !slot.CompareAndSwap(0, at) {
+			rc.calls.dupDeliveries.Add(1)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// newLocalServer serves h on a free port of 127.0.0.1.
+func newLocalServer(h http.Handler) *httptest.Server {
+	return httptest.NewServer(h)
+}
