@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/endcall/endcall"
 )
@@ -102,21 +103,45 @@ WITH ended AS (
 )
 SELECT c.*, ARRAY(SELECT id FROM deliveries) FROM ended c`
 
-// EndCall implements endcall.EndStore: one transaction, one commit.
+// lockCallSQL locks an active call of the workspace for its end and reads
+// it with its phone number's BYOT credentials.
+const lockCallSQL = `SELECT ` + callColumns + `, p.twilio_account_sid, p.twilio_auth_token_enc
+	FROM calls c LEFT JOIN phone_numbers p ON p.id = c.phone_number_id
+	WHERE c.id = $1 AND c.workspace_id = $2 FOR UPDATE OF c`
+
+// EndCall implements endcall.EndStore: one transaction, one commit, in two
+// round trips: BEGIN goes with the row lock, COMMIT with the update. An
+// update that fails makes the server skip the COMMIT queued behind it, and
+// the transaction is rolled back, as with separate statements.
 func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
 	decide func(context.Context, endcall.LockedCall) (endcall.Ending, error)) (*endcall.Call, []endcall.Work, bool, error) {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, nil, false, dbError(err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer conn.Release()
+	// Whatever happened, the connection goes back to the pool outside a
+	// transaction (the pool would close one left in a transaction).
+	defer func() {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
 
 	var accountSID *string
 	var sealedToken []byte
-	row := tx.QueryRow(ctx, `SELECT `+callColumns+`, p.twilio_account_sid, p.twilio_auth_token_enc
-		FROM calls c LEFT JOIN phone_numbers p ON p.id = c.phone_number_id
-		WHERE c.id = $1 AND c.workspace_id = $2 FOR UPDATE OF c`, callID, workspaceID)
-	call, err := scanCall(row, &accountSID, &sealedToken)
+	var lock pgx.Batch
+	lock.Queue("BEGIN")
+	lock.Queue(lockCallSQL, callID, workspaceID)
+	br := conn.SendBatch(ctx, &lock)
+	_, err = br.Exec()
+	var call *endcall.Call
+	if err == nil {
+		call, err = scanCall(br.QueryRow(), &accountSID, &sealedToken)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, nil, false, notFound(dbError(err), "call")
 	}
@@ -136,11 +161,22 @@ func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
 		return nil, nil, false, err
 	}
 	var deliveryIDs []string
-	row = tx.QueryRow(ctx, endCallSQL, callID, workspaceID, ending.At, ending.Reason, ending.Status, ending.HangupStatus)
-	if call, err = scanCall(row, &deliveryIDs); err != nil {
-		return nil, nil, false, dbError(err)
+	var end pgx.Batch
+	end.Queue(endCallSQL, callID, workspaceID, ending.At, ending.Reason, ending.Status, ending.HangupStatus)
+	end.Queue("COMMIT")
+	br = conn.SendBatch(ctx, &end)
+	call, err = scanCall(br.QueryRow(), &deliveryIDs)
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && tag.String() != "COMMIT" {
+		err = fmt.Errorf("ending call %s: the transaction did not commit (%s)", callID, tag)
+	}
+	if err != nil {
 		return nil, nil, false, dbError(err)
 	}
 	return call, owedWork(call, deliveryIDs), true, nil
