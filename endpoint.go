@@ -51,6 +51,6 @@ type DeliveryJob struct {
 	URL           string
 	EndpointLive  bool // enabled and not deleted
 	Secrets       []string
-	Body          []byte // nil until the first attempt fixes it
+	Body          []byte // fixed when the delivery is created, else by the first attempt
 	NextAttemptAt time.Time
 }

@@ -50,13 +50,6 @@ func NewRedeliverTask(deliveryID, callID string, now time.Time) (*asynq.Task, er
 		asynq.Queue(QueueWebhooks), asynq.MaxRetry(0), asynq.Timeout(time.Minute), asynq.Retention(Retention)), nil
 }
 
-// event is the body of every webhook (CONTRACT 4).
-type event struct {
-	Type      string        `json:"type"`
-	Timestamp string        `json:"timestamp"`
-	Data      *endcall.Call `json:"data"`
-}
-
 // RetryIn tells the worker's RetryDelayFunc when the next attempt is due,
 // so that the time recorded in the delivery log is the one applied.
 type RetryIn struct {
@@ -152,8 +145,10 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return &RetryIn{At: next, Err: "attempt failed: " + a.Err}
 }
 
-// body returns the delivery's fixed payload, building and storing it on the
-// first attempt.
+// body returns the delivery's fixed payload. The transaction that creates a
+// delivery normally stores it; one created without it (an endpoint
+// subscribed while the call was ending) gets it built and stored here, on
+// the first attempt.
 func (h *DeliverHandler) body(ctx context.Context, j *endcall.DeliveryJob) ([]byte, error) {
 	if j.Body != nil {
 		return j.Body, nil
@@ -162,7 +157,7 @@ func (h *DeliverHandler) body(ctx context.Context, j *endcall.DeliveryJob) ([]by
 	if err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(event{Type: j.Event, Timestamp: j.CreatedAt.UTC().Format(time.RFC3339), Data: c})
+	body, err := endcall.EventBody(j.Event, j.CreatedAt, c)
 	if err != nil {
 		return nil, err
 	}

@@ -81,38 +81,58 @@ func notFound(err error, what string) error {
 
 // endCallSQL ends a locked active call and records what it owes, all in one
 // statement: the call.ended deliveries of every subscribed endpoint are
-// created here, so the work exists the moment the end commits.
+// created here, with their body ($9), so the work exists the moment the end
+// commits. Every value it writes is a parameter (see endedCall).
 const endCallSQL = `
 WITH ended AS (
-	UPDATE calls c SET
-		ended_at = $3, updated_at = $3, disconnect_reason = $4, call_status = $5,
-		call_duration = CASE WHEN c.started_at IS NULL THEN 0
-			ELSE greatest(0, floor(extract(epoch FROM ($3 - c.started_at))))::int END,
-		provider_hangup_status = $6,
-		room_status = CASE WHEN c.room_name IS NULL THEN 'skipped' ELSE 'pending' END,
-		analysis_status = 'pending'
-	WHERE c.id = $1
-	RETURNING ` + callColumns + `
+	UPDATE calls SET ended_at = $3, updated_at = $3, disconnect_reason = $4, call_status = $5,
+		provider_hangup_status = $6, call_duration = $7, room_status = $8, analysis_status = 'pending'
+	WHERE id = $1
+	RETURNING id
 ), deliveries AS (
-	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, created_at, updated_at, next_attempt_at)
-	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $3, $3
+	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
+	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $9, $3, $3, $3
 	FROM webhook_endpoints e
 	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
 	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
 	RETURNING id
 )
-SELECT c.*, ARRAY(SELECT id FROM deliveries) FROM ended c`
+SELECT ARRAY(SELECT id FROM deliveries) FROM ended`
+
+// endedCall returns the locked call c as endCallSQL leaves it when ended as
+// e at at: the update writes exactly these values, and the row lock keeps
+// every other column as it was read, so this is the stored row without
+// reading it back. at must be in UTC and whole microseconds, as stored.
+func endedCall(c *endcall.Call, e endcall.Ending, at time.Time) *endcall.Call {
+	out := *c
+	duration := 0
+	if c.StartedAt != nil && at.After(*c.StartedAt) {
+		duration = int(at.Sub(*c.StartedAt) / time.Second)
+	}
+	room, analysis := endcall.RoomPending, endcall.AnalysisPending
+	if c.RoomName == nil {
+		room = endcall.RoomSkipped
+	}
+	out.EndedAt, out.UpdatedAt = &at, at
+	out.DisconnectReason, out.CallStatus, out.ProviderHangupStatus = &e.Reason, e.Status, &e.HangupStatus
+	out.CallDuration, out.RoomStatus, out.AnalysisStatus = &duration, &room, &analysis
+	return &out
+}
 
 // lockCallSQL locks an active call of the workspace for its end and reads
-// it with its phone number's BYOT credentials.
-const lockCallSQL = `SELECT ` + callColumns + `, p.twilio_account_sid, p.twilio_auth_token_enc
+// it with its phone number's BYOT credentials, and whether any endpoint is
+// subscribed to call.ended (then the end builds the deliveries' body).
+const lockCallSQL = `SELECT ` + callColumns + `, p.twilio_account_sid, p.twilio_auth_token_enc,
+	EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.workspace_id = c.workspace_id
+		AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events))
 	FROM calls c LEFT JOIN phone_numbers p ON p.id = c.phone_number_id
 	WHERE c.id = $1 AND c.workspace_id = $2 FOR UPDATE OF c`
 
 // EndCall implements endcall.EndStore: one transaction, one commit, in two
 // round trips: BEGIN goes with the row lock, COMMIT with the update. An
 // update that fails makes the server skip the COMMIT queued behind it, and
-// the transaction is rolled back, as with separate statements.
+// the transaction is rolled back, as with separate statements. The ended
+// call is not read back: endedCall computes it from the locked row.
 func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
 	decide func(context.Context, endcall.LockedCall) (endcall.Ending, error)) (*endcall.Call, []endcall.Work, bool, error) {
 	conn, err := s.pool.Acquire(ctx)
@@ -130,6 +150,7 @@ func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
 
 	var accountSID *string
 	var sealedToken []byte
+	var subscribed bool
 	var lock pgx.Batch
 	lock.Queue("BEGIN")
 	lock.Queue(lockCallSQL, callID, workspaceID)
@@ -137,7 +158,7 @@ func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
 	_, err = br.Exec()
 	var call *endcall.Call
 	if err == nil {
-		call, err = scanCall(br.QueryRow(), &accountSID, &sealedToken)
+		call, err = scanCall(br.QueryRow(), &accountSID, &sealedToken, &subscribed)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -160,12 +181,23 @@ func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
 	if err != nil {
 		return nil, nil, false, err
 	}
+	at := ending.At.UTC().Truncate(time.Microsecond)
+	call = endedCall(call, ending, at)
+	// The call.ended body is fixed now, in the end's own commit, so that no
+	// delivery needs a commit of its own to fix it before its first attempt.
+	var body []byte
+	if subscribed {
+		if body, err = endcall.EventBody(endcall.EventCallEnded, at, call); err != nil {
+			return nil, nil, false, err
+		}
+	}
 	var deliveryIDs []string
 	var end pgx.Batch
-	end.Queue(endCallSQL, callID, workspaceID, ending.At, ending.Reason, ending.Status, ending.HangupStatus)
+	end.Queue(endCallSQL, callID, workspaceID, at, ending.Reason, ending.Status, ending.HangupStatus,
+		*call.CallDuration, *call.RoomStatus, body)
 	end.Queue("COMMIT")
 	br = conn.SendBatch(ctx, &end)
-	call, err = scanCall(br.QueryRow(), &deliveryIDs)
+	err = br.QueryRow().Scan(&deliveryIDs)
 	var tag pgconn.CommandTag
 	if err == nil {
 		tag, err = br.Exec()

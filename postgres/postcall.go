@@ -3,7 +3,12 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/endcall/endcall"
 )
@@ -24,9 +29,11 @@ func (s *Store) SetRoomStatus(ctx context.Context, callID, status string) error 
 }
 
 // CompleteAnalysis stores the analysis of a call whose analysis is pending
-// and, in the same commit, owes its call.analyzed deliveries. It returns the
-// IDs of every call.analyzed delivery of the call still pending, so that a
-// re-run after a crash queues what the first run could not.
+// and, in the same commit, owes its call.analyzed deliveries, each with its
+// body (the call as the analysis left it) already fixed. It returns the IDs
+// of every call.analyzed delivery of the call still pending, so that a
+// re-run after a crash queues what the first run could not. Two round
+// trips: [BEGIN, the update] and [the deliveries, COMMIT].
 func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error) {
 	var analysis []byte
 	var sentiment *string
@@ -37,23 +44,76 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *
 		}
 		sentiment = &a.Sentiment
 	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	defer conn.Release()
+	defer func() {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+
+	var update pgx.Batch
+	update.Queue("BEGIN")
+	update.Queue(`UPDATE calls c SET analysis_status = $2, analysis = $3, analysis_sentiment = $4,
+		agent_post_call_outcomes = $5, updated_at = now()
+		WHERE c.id = $1 AND c.analysis_status = 'pending'
+		RETURNING `+callColumns, callID, status, analysis, sentiment, nullJSON(outcomes))
+	br := conn.SendBatch(ctx, &update)
+	_, err = br.Exec()
+	var call *endcall.Call
+	if err == nil {
+		call, err = scanCall(br.QueryRow())
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Analysed already (a re-run): only what is still pending.
+			call, err = nil, nil
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, dbError(err)
+	}
+
 	var ids []string
-	err := s.pool.QueryRow(ctx, `WITH analyzed AS (
-			UPDATE calls SET analysis_status = $2, analysis = $3, analysis_sentiment = $4,
-				agent_post_call_outcomes = $5, updated_at = now()
-			WHERE id = $1 AND analysis_status = 'pending'
-			RETURNING id, workspace_id
-		), created AS (
-			INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event)
-			SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, a.id, 'call.analyzed'
-			FROM analyzed a JOIN webhook_endpoints e ON e.workspace_id = a.workspace_id
-			WHERE e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
-			ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
-			RETURNING id
-		)
-		SELECT ARRAY(SELECT id FROM created UNION
-			SELECT id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND status = 'pending')`,
-		callID, status, analysis, sentiment, nullJSON(outcomes)).Scan(&ids)
+	var deliver pgx.Batch
+	if call == nil {
+		deliver.Queue(`SELECT ARRAY(SELECT id FROM webhook_deliveries
+			WHERE call_id = $1 AND event = 'call.analyzed' AND status = 'pending')`, callID)
+	} else {
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		body, err := endcall.EventBody(endcall.EventCallAnalyzed, at, call)
+		if err != nil {
+			return nil, err
+		}
+		deliver.Queue(`WITH created AS (
+				INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
+				SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.analyzed', $3, $4, $4, $4
+				FROM webhook_endpoints e
+				WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
+				ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
+				RETURNING id
+			)
+			SELECT ARRAY(SELECT id FROM created UNION
+				SELECT id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND status = 'pending')`,
+			callID, call.WorkspaceID, body, at)
+	}
+	deliver.Queue("COMMIT")
+	br = conn.SendBatch(ctx, &deliver)
+	err = br.QueryRow().Scan(&ids)
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && tag.String() != "COMMIT" {
+		err = fmt.Errorf("completing the analysis of call %s: the transaction did not commit (%s)", callID, tag)
+	}
 	return ids, dbError(err)
 }
 
