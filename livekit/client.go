@@ -86,12 +86,19 @@ func New(baseURL, apiKey, apiSecret string, timeout time.Duration) *Client {
 	case strings.HasPrefix(u, "ws://"):
 		u = "http://" + u[len("ws://"):]
 	}
+	// Every request goes to one host, from up to WORKER_CONCURRENCY tasks
+	// at once: keep that many connections idle rather than net/http's two,
+	// so that a busy worker does not open (and, over TLS, handshake) a
+	// connection for most room deletions.
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
 	return &Client{
 		baseURL:   u,
 		apiKey:    apiKey,
 		apiSecret: []byte(apiSecret),
 		http: &http.Client{
-			Timeout: timeout,
+			Transport: t,
+			Timeout:   timeout,
 			// A redirect means a misconfigured URL; following it could
 			// send the token elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
