@@ -126,13 +126,15 @@ func (b *bench) drain(ctx context.Context, what string) error {
 // counters are the server-side work counters read around a measurement.
 type counters struct {
 	commits  int64
+	fsyncs   int64
 	redis    map[string]int64
 	redisAll int64
 }
 
 func (b *bench) counters(ctx context.Context) (counters, error) {
 	var c counters
-	if err := b.pool.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.commits); err != nil {
+	if err := b.pool.QueryRow(ctx, `SELECT xact_commit, (SELECT wal_sync FROM pg_stat_wal)
+		FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.commits, &c.fsyncs); err != nil {
 		return c, err
 	}
 	info, err := b.rdb.Info(ctx, "commandstats").Result()
@@ -174,8 +176,9 @@ func perEnd(before, after counters, ends int) string {
 	for _, t := range top[:min(len(top), 6)] {
 		parts = append(parts, fmt.Sprintf("%s %.2f", t.k, float64(t.v)/n))
 	}
-	return fmt.Sprintf("Postgres commits %.2f, Redis commands %.2f (%s)",
-		float64(after.commits-before.commits)/n, float64(after.redisAll-before.redisAll)/n, strings.Join(parts, ", "))
+	return fmt.Sprintf("Postgres commits %.2f, WAL fsyncs %.2f, Redis commands %.2f (%s)",
+		float64(after.commits-before.commits)/n, float64(after.fsyncs-before.fsyncs)/n,
+		float64(after.redisAll-before.redisAll)/n, strings.Join(parts, ", "))
 }
 
 // profile fetches a CPU profile of the endcall process over the next

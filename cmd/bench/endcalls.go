@@ -136,6 +136,7 @@ func addCounters(sum, c0, c1 counters) counters {
 		sum.redis = map[string]int64{}
 	}
 	sum.commits += c1.commits - c0.commits
+	sum.fsyncs += c1.fsyncs - c0.fsyncs
 	sum.redisAll += c1.redisAll - c0.redisAll
 	for k, v := range c1.redis {
 		sum.redis[k] += v - c0.redis[k]

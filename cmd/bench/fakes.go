@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -72,11 +73,12 @@ type fakeTwilio struct {
 	srv            *httptest.Server
 	requests       atomic.Int64
 	refused        atomic.Int64
+	conns          atomic.Int64
 }
 
 func newFakeTwilio(account, token string, calls *tracker) *fakeTwilio {
 	f := &fakeTwilio{account: account, token: token, calls: calls}
-	f.srv = newLocalServer(http.HandlerFunc(f.serve))
+	f.srv = newLocalServer(http.HandlerFunc(f.serve), &f.conns)
 	return f
 }
 
@@ -116,11 +118,12 @@ type fakeLiveKit struct {
 	srv         *httptest.Server
 	n           atomic.Int64
 	badTokens   atomic.Int64
+	conns       atomic.Int64
 }
 
 func newFakeLiveKit(key, secret string, calls *tracker) *fakeLiveKit {
 	f := &fakeLiveKit{key: key, secret: secret, calls: calls}
-	f.srv = newLocalServer(http.HandlerFunc(f.serve))
+	f.srv = newLocalServer(http.HandlerFunc(f.serve), &f.conns)
 	return f
 }
 
@@ -172,6 +175,7 @@ type receiver struct {
 	verified atomic.Int64
 	rejected atomic.Int64
 	bad      atomic.Int64
+	conns    atomic.Int64
 }
 
 func newReceiver(calls *tracker) *receiver {
@@ -179,7 +183,7 @@ func newReceiver(calls *tracker) *receiver {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /0", func(w http.ResponseWriter, r *http.Request) { rc.serve(w, r, 0) })
 	mux.HandleFunc("POST /1", func(w http.ResponseWriter, r *http.Request) { rc.serve(w, r, 1) })
-	rc.srv = newLocalServer(mux)
+	rc.srv = newLocalServer(mux, &rc.conns)
 	return rc
 }
 
@@ -242,7 +246,15 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request, endpoint int) 
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// newLocalServer serves h on a free port of 127.0.0.1.
-func newLocalServer(h http.Handler) *httptest.Server {
-	return httptest.NewServer(h)
+// newLocalServer serves h on a free port of 127.0.0.1 and counts the
+// connections its clients open in conns.
+func newLocalServer(h http.Handler, conns *atomic.Int64) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	return srv
 }

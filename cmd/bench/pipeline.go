@@ -108,15 +108,30 @@ func (b *bench) pipeline(ctx context.Context) error {
 	if err := b.drain(ctx, "(b) start"); err != nil {
 		return err
 	}
-	wait := b.profile(ctx, "b-pipeline", 5)
+	wait := b.profile(ctx, "b-ends", 3)
+	c0, err := b.counters(ctx)
+	if err != nil {
+		return err
+	}
+	conns0 := [3]int64{b.twilio.conns.Load(), b.livekit.conns.Load(), b.receiver.conns.Load()}
 	cpu0 := b.cpu.snap()
 	res := closedLoop(ctx, ids, b.o.conc, time.Minute, b.api.end)
 	cpu1 := b.cpu.snap()
+	wait()
 	if res.failed > 0 {
 		return fmt.Errorf("%d ends failed: %v", res.failed, res.firstErr)
 	}
+	// The worker alone, once the ends are over.
+	wait = b.profile(ctx, "b-worker", 6)
 	n, last := b.waitDone(ctx, ids, 2*time.Minute)
 	cpu2 := b.cpu.snap()
+	c1, err := b.counters(ctx)
+	if err != nil {
+		return err
+	}
+	logf("(b) per call: %s", perEnd(c0, c1, len(ids)))
+	logf("(b) connections opened: Twilio %d, LiveKit %d, webhook receiver %d", b.twilio.conns.Load()-conns0[0],
+		b.livekit.conns.Load()-conns0[1], b.receiver.conns.Load()-conns0[2])
 	wait()
 	logf("(b) during the ends: %s", cpuUse(cpu0, cpu1))
 	logf("(b) after the ends: %s", cpuUse(cpu1, cpu2))
