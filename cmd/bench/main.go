@@ -48,6 +48,8 @@ type options struct {
 	noopTasks    int
 	rate         int
 	freshFor     time.Duration
+	lowRate      int
+	lowFor       time.Duration
 	history      int
 	querySamples int
 	queryTime    time.Duration
@@ -69,6 +71,8 @@ func main() {
 	flag.IntVar(&o.noopTasks, "noop-tasks", 20000, "(b) no-op tasks of the floor")
 	flag.IntVar(&o.rate, "rate", 200, "(c) ends per second")
 	flag.DurationVar(&o.freshFor, "fresh-for", 30*time.Second, "(c) duration of the steady load")
+	flag.IntVar(&o.lowRate, "low-rate", 50, "(c) first, ends per second of a lighter load for comparison (0: none)")
+	flag.DurationVar(&o.lowFor, "low-for", 10*time.Second, "(c) duration of the lighter load")
 	flag.IntVar(&o.history, "history", 1_000_000, "(d) calls in the queried workspace")
 	flag.IntVar(&o.querySamples, "query-samples", 100, "(d) requests per query")
 	flag.DurationVar(&o.queryTime, "query-time", 3*time.Second, "(d) time per query, after which it stops at 20 requests")
