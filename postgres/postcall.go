@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/endcall/endcall"
 )
@@ -101,20 +99,7 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *
 				SELECT id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND status = 'pending')`,
 			callID, call.WorkspaceID, body, at)
 	}
-	deliver.Queue("COMMIT")
-	br = conn.SendBatch(ctx, &deliver)
-	err = br.QueryRow().Scan(&ids)
-	var tag pgconn.CommandTag
-	if err == nil {
-		tag, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && tag.String() != "COMMIT" {
-		err = fmt.Errorf("completing the analysis of call %s: the transaction did not commit (%s)", callID, tag)
-	}
-	return ids, dbError(err)
+	return ids, dbError(commitWith(ctx, conn, &deliver, &ids))
 }
 
 // OwedWork lists post-call work recorded as owed and not done, for work

@@ -16,6 +16,7 @@ import (
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/jobs"
+	"github.com/endcall/endcall/postgres"
 )
 
 // loadResult is what a closed-loop run of ends measured.
@@ -151,24 +152,6 @@ func (c *apiClient) end(ctx context.Context, id string) error {
 	return nil
 }
 
-// floorEndSQL is postgres.endCallSQL, verbatim: the floor runs the same
-// UPDATE and delivery INSERT.
-const floorEndSQL = `
-WITH ended AS (
-	UPDATE calls SET ended_at = $3, updated_at = $3, disconnect_reason = $4, call_status = $5,
-		provider_hangup_status = $6, call_duration = $7, room_status = $8, analysis_status = 'pending'
-	WHERE id = $1
-	RETURNING id
-), deliveries AS (
-	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
-	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $9, $3, $3, $3
-	FROM webhook_endpoints e
-	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
-	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
-	RETURNING id
-)
-SELECT ARRAY(SELECT id FROM deliveries) FROM ended`
-
 // floor is the bare end: one transaction that updates the call and records
 // its owed work, commit, then one asynq enqueue per task, one after the
 // other, with the tasks' deterministic IDs. No HTTP, no row lock taken
@@ -189,7 +172,7 @@ func (f *floor) end(ctx context.Context, id string) error {
 	// The seeded calls started 90 s before and have a room; no endpoint is
 	// subscribed during (a), so there is no body.
 	var deliveries []string
-	err = tx.QueryRow(ctx, floorEndSQL, id, f.workspaceID, time.Now().UTC().Truncate(time.Microsecond), endcall.ReasonAPIDefault,
+	err = tx.QueryRow(ctx, postgres.EndCallSQL, id, f.workspaceID, time.Now().UTC().Truncate(time.Microsecond), endcall.ReasonAPIDefault,
 		endcall.StatusCompleted, endcall.HangupSucceeded, 90, endcall.RoomPending, []byte(nil)).Scan(&deliveries)
 	if err != nil {
 		return err
