@@ -21,8 +21,9 @@ const HangupMaxRetry = 12
 
 // NewHangupTask returns the call:hangup task of a call.
 func NewHangupTask(callID string) (*asynq.Task, error) {
-	return newCallTask(TypeHangup, "hangup:"+callID, callID,
-		asynq.Queue(QueueCritical), asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(30*time.Second))
+	w := endcall.Work{Kind: endcall.WorkHangup, CallID: callID}
+	return newCallTask(TypeHangup, TaskID(w), callID,
+		asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(30*time.Second))
 }
 
 // HangupHandler processes call:hangup.

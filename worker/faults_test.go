@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -213,4 +214,67 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// Outcomes are committed without waiting for the WAL flush, so a crash of
+// Postgres can lose the record of work done while Redis remembers its task
+// as completed. The test puts the rows back as such a crash leaves them; the
+// sweeper must run that work again, and nothing else.
+func TestLostOutcomeCommitsAreRedone(t *testing.T) {
+	t.Parallel()
+	p := setupPipeline(t)
+	rc := newReceiver(t, nil)
+	_, secret := p.subscribe(rc.srv.URL)
+	c := p.endCall(happyTranscript)
+	ctx := context.Background()
+	waitFor(t, 20*time.Second, "the post-call work", func() bool {
+		got, err := p.store.CallByID(ctx, c.ID)
+		return err == nil && len(rc.requests()) == 2 && got.RoomStatus != nil && *got.RoomStatus == "deleted" &&
+			got.AnalysisStatus != nil && *got.AnalysisStatus == "completed"
+	})
+	waitFor(t, 5*time.Second, "both deliveries recorded", func() bool {
+		var pending int
+		p.pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE call_id = $1 AND status <> 'succeeded'`, c.ID).Scan(&pending)
+		return pending == 0
+	})
+	sweeper := p.sweeper()
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep with nothing owed: queued %d, %v", n, err)
+	}
+
+	// What a crash leaves when it loses the room's and call.ended's outcome
+	// commits (the analysis is committed durably: it owes deliveries).
+	if _, err := p.pool.Exec(ctx, `UPDATE calls SET room_status = 'pending' WHERE id = $1`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', attempts = '[]' WHERE call_id = $1 AND event = 'call.ended'`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 2 {
+		t.Fatalf("sweep after the lost outcomes: queued %d, %v; want the room and the call.ended delivery", n, err)
+	}
+	waitFor(t, 20*time.Second, "the work done again", func() bool {
+		got, err := p.store.CallByID(ctx, c.ID)
+		return err == nil && len(rc.byType("call.ended")) == 2 && len(p.rooms.deleted()) == 2 &&
+			got.RoomStatus != nil && *got.RoomStatus == "deleted"
+	})
+	ended := rc.byType("call.ended")
+	if ended[0].header.Get("webhook-id") != ended[1].header.Get("webhook-id") || !bytes.Equal(ended[0].body, ended[1].body) {
+		t.Error("the redone delivery changed its webhook-id or body")
+	}
+	verify(t, secret, ended[1])
+	if got := p.rooms.deleted(); got[0] != got[1] {
+		t.Errorf("rooms deleted %v, want the same room twice", got)
+	}
+	waitFor(t, 5*time.Second, "the redone delivery recorded", func() bool {
+		var status string
+		p.pool.QueryRow(ctx, `SELECT status FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.ended'`, c.ID).Scan(&status)
+		return status == "succeeded"
+	})
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 0 {
+		t.Errorf("sweep once redone: queued %d, %v; want nothing", n, err)
+	}
+	if got := len(rc.byType("call.analyzed")); got != 1 {
+		t.Errorf("call.analyzed sent %d times, want 1: its outcome was not lost", got)
+	}
 }

@@ -46,6 +46,7 @@ type pipelineOptions struct {
 type pipeline struct {
 	t        *testing.T
 	store    *postgres.Store
+	pool     *pgxpool.Pool
 	api      string
 	key      string
 	ws       string
@@ -74,7 +75,7 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	p := &pipeline{t: t, store: postgres.NewStore(pool, nil), twilio: twiliotest.New(t), rooms: newFakeLiveKit(t), opts: o,
+	p := &pipeline{t: t, store: postgres.NewStore(pool, nil), pool: pool, twilio: twiliotest.New(t), rooms: newFakeLiveKit(t), opts: o,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.redisURL == "" {
 		o.redisURL = testenv.Redis(t)
@@ -84,7 +85,9 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	}
 	client := asynq.NewClient(p.redis)
 	t.Cleanup(func() { client.Close() })
-	p.enq = &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(o.schedule)}
+	inspector := asynq.NewInspector(p.redis)
+	t.Cleanup(func() { inspector.Close() })
+	p.enq = &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(o.schedule)}
 	var token string
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
