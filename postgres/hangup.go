@@ -32,7 +32,9 @@ func (s *Store) HangupTarget(ctx context.Context, callID string) (*endcall.Hangu
 // FinishHangup records the outcome of a background hangup; it changes only
 // a call still marked retrying, so a late or repeated retry is harmless.
 func (s *Store) FinishHangup(ctx context.Context, callID, outcome string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE calls SET provider_hangup_status = $2, updated_at = now()
-		WHERE id = $1 AND provider_hangup_status = 'retrying'`, callID, outcome)
+	_, err := s.pool.Exec(ctx, finishHangupSQL, callID, outcome)
 	return dbError(err)
 }
+
+const finishHangupSQL = `UPDATE calls SET provider_hangup_status = $2, updated_at = now()
+	WHERE id = $1 AND coalesce(provider_hangup_status, '') = 'retrying'`

@@ -188,6 +188,8 @@ func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.Delivery
 // FailDelivery ends a pending delivery without an attempt (its endpoint is
 // disabled or deleted); an outcome commit (see execOutcome).
 func (s *Store) FailDelivery(ctx context.Context, id string) error {
-	_, err := s.execOutcome(ctx, `UPDATE webhook_deliveries SET status = 'failed', updated_at = now() WHERE id = $1 AND status = 'pending'`, id)
+	_, err := s.execOutcome(ctx, failDeliverySQL, id)
 	return dbError(err)
 }
+
+const failDeliverySQL = `UPDATE webhook_deliveries SET status = 'failed', updated_at = now() WHERE id = $1 AND coalesce(status, '') = 'pending'`
