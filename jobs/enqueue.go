@@ -20,17 +20,16 @@ const (
 	QueueWebhooks = "webhooks"
 )
 
-// Retention keeps a finished task's ID occupied so that a late re-queue of
-// the same work (the sweeper, a retried enqueue) is refused rather than run
-// twice.
-const Retention = 24 * time.Hour
-
 // Enqueuer implements endcall.Queue with asynq.
+//
+// A finished task is not retained: its ID is free again at once. Postgres,
+// not Redis, says whether work is still owed, and every handler checks that
+// first, so a re-queue that comes after the work was done (the sweeper, a
+// retried enqueue) finds nothing to do. Retaining finished tasks would cost
+// Redis memory in proportion to the call rate: at 400 calls/s, six tasks a
+// call, a day's retention is 200 million task hashes.
 type Enqueuer struct {
 	Client *asynq.Client
-	// Inspector lets Requeue tell a completed task from a live one, and Redo
-	// remove it; Requeue reports no completed work without one.
-	Inspector *asynq.Inspector
 	// DeliverMaxRetry is len(WEBHOOK_RETRY_SCHEDULE): 8 attempts by default.
 	DeliverMaxRetry int
 }
@@ -38,32 +37,25 @@ type Enqueuer struct {
 var _ endcall.Queue = (*Enqueuer)(nil)
 
 // Enqueue queues each piece of work once. A task ID already present means the
-// work is queued, running or recently done, which is success.
+// work is queued, running or waiting for a retry, which is success.
 func (e *Enqueuer) Enqueue(ctx context.Context, work []endcall.Work) error {
-	_, _, err := e.requeue(ctx, work, false)
+	_, err := e.Requeue(ctx, work)
 	return err
 }
 
 // enqueueConcurrency bounds the enqueues of one Requeue in flight at once.
 const enqueueConcurrency = 8
 
-// Requeue is Enqueue for the sweeper: it counts the tasks that were not
-// already present (work that had been lost), and returns the work whose task
-// is present but completed: owed in Postgres, yet done according to Redis,
-// which is what a lost outcome commit looks like (see Redo).
-func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (queued int, completed []endcall.Work, err error) {
-	return e.requeue(ctx, work, e.Inspector != nil)
-}
-
-// requeue enqueues the tasks concurrently, since they are independent: on
-// the end path the round trips to Redis overlap instead of adding up.
-func (e *Enqueuer) requeue(ctx context.Context, work []endcall.Work, inspect bool) (int, []endcall.Work, error) {
+// Requeue is Enqueue that also counts the tasks that were not already
+// present: for the sweeper, a count of work that had been lost. The tasks
+// are independent, so they are enqueued concurrently: on the end path the
+// round trips to Redis overlap instead of adding up.
+func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (int, error) {
 	var (
-		mu        sync.Mutex
-		errs      []error
-		queued    int
-		completed []endcall.Work
-		wg        sync.WaitGroup
+		mu     sync.Mutex
+		errs   []error
+		queued int
+		wg     sync.WaitGroup
 	)
 	sem := make(chan struct{}, enqueueConcurrency)
 	started := 0
@@ -76,14 +68,11 @@ func (e *Enqueuer) requeue(ctx context.Context, work []endcall.Work, inspect boo
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			ok, done, err := e.enqueue(ctx, w, inspect)
+			ok, err := e.enqueue(ctx, w)
 			mu.Lock()
 			defer mu.Unlock()
 			if ok {
 				queued++
-			}
-			if done {
-				completed = append(completed, w)
 			}
 			if err != nil {
 				errs = append(errs, err)
@@ -94,62 +83,30 @@ func (e *Enqueuer) requeue(ctx context.Context, work []endcall.Work, inspect boo
 	if started < len(work) {
 		errs = append(errs, fmt.Errorf("enqueue: %d tasks not attempted: %w", len(work)-started, ctx.Err()))
 	}
-	return queued, completed, errors.Join(errs...)
+	return queued, errors.Join(errs...)
 }
 
 // enqueue queues one piece of work; ok is false when its task was already
-// present (queued, running or recently done), which is not an error. With
-// inspect, completed says whether that present task has completed.
-func (e *Enqueuer) enqueue(ctx context.Context, w endcall.Work, inspect bool) (ok, completed bool, err error) {
+// present, which is not an error.
+func (e *Enqueuer) enqueue(ctx context.Context, w endcall.Work) (ok bool, err error) {
 	task, err := e.Task(w)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
 	_, err = e.Client.EnqueueContext(ctx, task)
 	switch {
 	case err == nil:
-		return true, false, nil
+		return true, nil
 	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
-		if !inspect {
-			return false, false, nil
-		}
-		info, err := e.Inspector.GetTaskInfo(queueOf(w.Kind), TaskID(w))
-		if errors.Is(err, asynq.ErrTaskNotFound) {
-			return false, false, nil // it expired in between: the next sweep queues it
-		} else if err != nil {
-			return false, false, fmt.Errorf("inspect %s: %w", TaskID(w), err)
-		}
-		return false, info.State == asynq.TaskStateCompleted, nil
+		return false, nil
 	}
-	return false, false, fmt.Errorf("enqueue %s: %w", task.Type(), err)
+	return false, fmt.Errorf("enqueue %s: %w", task.Type(), err)
 }
 
-// Redo removes the completed tasks of work and queues them afresh, for work
-// that Postgres still records as owed after its task completed: the work
-// runs again (its handlers are idempotent, and a webhook goes out again with
-// the same webhook-id). It returns how many it queued.
-func (e *Enqueuer) Redo(ctx context.Context, work []endcall.Work) (int, error) {
-	var errs []error
-	redone := 0
-	for _, w := range work {
-		err := e.Inspector.DeleteTask(queueOf(w.Kind), TaskID(w))
-		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			errs = append(errs, fmt.Errorf("delete %s: %w", TaskID(w), err))
-			continue
-		}
-		ok, _, err := e.enqueue(ctx, w, false)
-		if ok {
-			redone++
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return redone, errors.Join(errs...)
-}
-
-// TaskID is the deterministic task ID of a piece of owed work.
-func TaskID(w endcall.Work) string {
+// taskID is the deterministic task ID of a piece of owed work: while its
+// task is queued, running or waiting for a retry, queueing the work again is
+// refused.
+func taskID(w endcall.Work) string {
 	switch w.Kind {
 	case endcall.WorkHangup:
 		return "hangup:" + w.CallID
@@ -179,16 +136,16 @@ func (e *Enqueuer) Task(w endcall.Work) (*asynq.Task, error) {
 	case endcall.WorkHangup:
 		return NewHangupTask(w.CallID)
 	case endcall.WorkRoomDelete:
-		return newCallTask(TypeRoomDelete, TaskID(w), w.CallID, asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(10), asynq.Timeout(30*time.Second))
+		return newCallTask(TypeRoomDelete, taskID(w), w.CallID, asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(10), asynq.Timeout(30*time.Second))
 	case endcall.WorkAnalyze:
-		return newCallTask(TypeAnalyze, TaskID(w), w.CallID, asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(5), asynq.Timeout(2*time.Minute))
+		return newCallTask(TypeAnalyze, taskID(w), w.CallID, asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(5), asynq.Timeout(2*time.Minute))
 	case endcall.WorkDeliver:
 		payload, err := json.Marshal(DeliverPayload{DeliveryID: w.DeliveryID, CallID: w.CallID})
 		if err != nil {
 			return nil, err
 		}
-		return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(TaskID(w)),
-			asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(e.DeliverMaxRetry), asynq.Timeout(time.Minute), asynq.Retention(Retention)), nil
+		return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(taskID(w)),
+			asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(e.DeliverMaxRetry), asynq.Timeout(time.Minute)), nil
 	}
 	return nil, fmt.Errorf("unknown work kind %q", w.Kind)
 }
@@ -211,7 +168,7 @@ func newCallTask(typ, id, callID string, opts ...asynq.Option) (*asynq.Task, err
 	if err != nil {
 		return nil, err
 	}
-	return asynq.NewTask(typ, payload, append(opts, asynq.TaskID(id), asynq.Retention(Retention))...), nil
+	return asynq.NewTask(typ, payload, append(opts, asynq.TaskID(id))...), nil
 }
 
 // Task types of post-call work.

@@ -22,7 +22,7 @@ const HangupMaxRetry = 12
 // NewHangupTask returns the call:hangup task of a call.
 func NewHangupTask(callID string) (*asynq.Task, error) {
 	w := endcall.Work{Kind: endcall.WorkHangup, CallID: callID}
-	return newCallTask(TypeHangup, TaskID(w), callID,
+	return newCallTask(TypeHangup, taskID(w), callID,
 		asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(30*time.Second))
 }
 

@@ -35,9 +35,9 @@ const setRoomStatusSQL = `UPDATE calls SET room_status = $2, updated_at = now() 
 // done, and commits it without waiting for the WAL flush
 // (synchronous_commit off). Such a commit is visible at once and durable
 // within about wal_writer_delay; only a crash of Postgres itself can lose
-// it, and then the work reads as owed again while its asynq task reads as
-// completed, which the sweeper's reconcile step redoes (at least once, as
-// webhooks are anyway). A commit that owes new work is never made this way.
+// it, and then the work reads as owed again and the sweeper queues it once
+// more (at least once, as webhooks are anyway). A commit that owes new work
+// is never made this way.
 func (s *Store) execOutcome(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	var b pgx.Batch
 	b.Queue("BEGIN")
@@ -63,47 +63,6 @@ func (s *Store) execOutcome(ctx context.Context, sql string, args ...any) (pgcon
 		err = fmt.Errorf("the transaction did not commit (%s)", commit)
 	}
 	return tag, err
-}
-
-// StillOwed returns the items of work that Postgres still records as owed,
-// whatever their age: the sweeper's second look before it redoes work whose
-// task has completed.
-func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.Work, error) {
-	var calls, deliveries []string
-	for _, w := range work {
-		if w.Kind == endcall.WorkDeliver {
-			deliveries = append(deliveries, w.DeliveryID)
-		} else {
-			calls = append(calls, w.CallID)
-		}
-	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT 'hangup', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') = 'retrying'
-		UNION ALL SELECT 'room_delete', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
-		UNION ALL SELECT 'analyze', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
-		UNION ALL SELECT 'deliver', call_id::text, id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
-		calls, deliveries)
-	if err != nil {
-		return nil, dbError(err)
-	}
-	owed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (endcall.Work, error) {
-		var w endcall.Work
-		err := r.Scan(&w.Kind, &w.CallID, &w.DeliveryID)
-		return w, err
-	})
-	if err != nil {
-		return nil, dbError(err)
-	}
-	var still []endcall.Work
-	for _, w := range work {
-		for _, o := range owed {
-			if o == w {
-				still = append(still, w)
-				break
-			}
-		}
-	}
-	return still, nil
 }
 
 // CompleteAnalysis stores the analysis of a call whose analysis is pending

@@ -217,9 +217,9 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 }
 
 // Outcomes are committed without waiting for the WAL flush, so a crash of
-// Postgres can lose the record of work done while Redis remembers its task
-// as completed. The test puts the rows back as such a crash leaves them; the
-// sweeper must run that work again, and nothing else.
+// Postgres can lose the record of work done after its task has finished.
+// The test puts the rows back as such a crash leaves them; the sweeper must
+// run that work again, and nothing else.
 func TestLostOutcomeCommitsAreRedone(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t)

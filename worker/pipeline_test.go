@@ -85,9 +85,7 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	}
 	client := asynq.NewClient(p.redis)
 	t.Cleanup(func() { client.Close() })
-	inspector := asynq.NewInspector(p.redis)
-	t.Cleanup(func() { inspector.Close() })
-	p.enq = &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(o.schedule)}
+	p.enq = &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(o.schedule)}
 	var token string
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -12,27 +11,21 @@ import (
 // OwedWorkStore lists post-call work that Postgres records as owed.
 type OwedWorkStore interface {
 	OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error)
-	// StillOwed returns the items of work still owed now.
-	StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.Work, error)
 }
 
-// Requeuer queues work idempotently, counts what was not queued yet and
-// reports work whose task has completed; Redo runs such work again.
+// Requeuer queues work idempotently and counts what was not queued yet.
 type Requeuer interface {
-	Requeue(ctx context.Context, work []endcall.Work) (queued int, completed []endcall.Work, err error)
-	Redo(ctx context.Context, work []endcall.Work) (int, error)
+	Requeue(ctx context.Context, work []endcall.Work) (int, error)
 }
 
 // Sweeper re-queues owed work that never reached Redis (Redis was down, or
 // the process died between commit and enqueue) or that Redis lost. Several
 // sweepers may run: deterministic task IDs make a second enqueue a no-op.
 //
-// It also redoes owed work whose task has completed. Outcomes are committed
-// without waiting for the WAL flush, so a crash of Postgres can lose the
-// record of work that was done; the work then runs again (at least once).
-// Postgres is asked a second time after Redis said "completed", because a
-// handler commits its outcome before asynq marks its task completed: work
-// still owed after that was truly not recorded.
+// Outcomes are committed without waiting for the WAL flush, so a crash of
+// Postgres can also lose the record of work that was done: that work reads
+// as owed again, its finished task is gone from Redis, and the sweeper
+// queues it once more (at least once, like every webhook).
 type Sweeper struct {
 	Store    OwedWorkStore
 	Queue    Requeuer
@@ -70,12 +63,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	if err != nil || len(work) == 0 {
 		return 0, err
 	}
-	queued, completed, err := s.Queue.Requeue(ctx, work)
-	if len(completed) > 0 {
-		redone, rerr := s.redo(ctx, completed)
-		queued += redone
-		err = errors.Join(err, rerr)
-	}
+	queued, err := s.Queue.Requeue(ctx, work)
 	if queued > 0 && s.OnRequeued != nil {
 		s.OnRequeued(queued)
 	}
@@ -83,14 +71,4 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		s.Log.Info("recovery sweep queued lost work", "queued", queued, "owed", len(work))
 	}
 	return queued, err
-}
-
-// redo runs again the completed work that Postgres still records as owed.
-func (s *Sweeper) redo(ctx context.Context, completed []endcall.Work) (int, error) {
-	owed, err := s.Store.StillOwed(ctx, completed)
-	if err != nil || len(owed) == 0 {
-		return 0, err
-	}
-	s.Log.Warn("owed work whose task completed: its outcome was not recorded; running it again", "count", len(owed))
-	return s.Queue.Redo(ctx, owed)
 }

@@ -201,7 +201,7 @@ func (b *bench) noopFloor(ctx context.Context) (float64, error) {
 					return
 				}
 				t := asynq.NewTask("bench:noop", []byte(`{"call_id":"`+strconv.Itoa(int(i))+`"}`),
-					asynq.TaskID("noop:"+strconv.Itoa(int(i))), asynq.Queue(jobs.QueueDefault), asynq.Retention(jobs.Retention))
+					asynq.TaskID("noop:"+strconv.Itoa(int(i))), asynq.Queue(jobs.QueueDefault))
 				if _, err := client.EnqueueContext(ctx, t); err != nil {
 					errc <- err
 					return
