@@ -13,7 +13,9 @@ import (
 
 // RoomStore is the persistence room:delete needs.
 type RoomStore interface {
-	CallByID(ctx context.Context, id string) (*endcall.Call, error)
+	// Room returns the call's room name and room status (nil when unset),
+	// or ENOTFOUND.
+	Room(ctx context.Context, callID string) (name, status *string, err error)
 	SetRoomStatus(ctx context.Context, callID, status string) error
 }
 
@@ -32,27 +34,35 @@ type RoomHandler struct {
 // ProcessTask deletes the call's room and records room_status. A settled
 // room status makes a re-run a no-op.
 func (h *RoomHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	c, err := taskCall(ctx, h.Store, t)
+	p, err := decodeCallPayload(t)
 	if err != nil {
 		return err
 	}
-	if c.RoomStatus == nil || *c.RoomStatus != endcall.RoomPending {
+	// Only the room's two columns: the whole call (its transcript) is not
+	// needed here.
+	room, status, err := h.Store.Room(ctx, p.CallID)
+	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
+		return fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
+	} else if err != nil {
+		return err
+	}
+	if status == nil || *status != endcall.RoomPending {
 		return nil
 	}
-	if h.Rooms == nil || c.RoomName == nil || *c.RoomName == "" {
-		return h.Store.SetRoomStatus(ctx, c.ID, endcall.RoomSkipped)
+	if h.Rooms == nil || room == nil || *room == "" {
+		return h.Store.SetRoomStatus(ctx, p.CallID, endcall.RoomSkipped)
 	}
-	err = h.Rooms.DeleteRoom(ctx, *c.RoomName)
+	err = h.Rooms.DeleteRoom(ctx, *room)
 	switch {
 	case err == nil:
-		return h.Store.SetRoomStatus(ctx, c.ID, endcall.RoomDeleted)
+		return h.Store.SetRoomStatus(ctx, p.CallID, endcall.RoomDeleted)
 	case errors.Is(err, livekit.ErrPermanent):
-		if serr := h.Store.SetRoomStatus(ctx, c.ID, endcall.RoomFailed); serr != nil {
+		if serr := h.Store.SetRoomStatus(ctx, p.CallID, endcall.RoomFailed); serr != nil {
 			return serr
 		}
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	case lastAttempt(ctx):
-		if serr := h.Store.SetRoomStatus(ctx, c.ID, endcall.RoomFailed); serr != nil {
+		if serr := h.Store.SetRoomStatus(ctx, p.CallID, endcall.RoomFailed); serr != nil {
 			return serr
 		}
 	}

@@ -21,6 +21,12 @@ func (s *Store) CallByID(ctx context.Context, id string) (*endcall.Call, error) 
 	return c, notFound(dbError(err), "call")
 }
 
+// Room returns a call's room name and room status, whatever its workspace.
+func (s *Store) Room(ctx context.Context, callID string) (name, status *string, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT room_name, room_status FROM calls WHERE id = $1`, callID).Scan(&name, &status)
+	return name, status, notFound(dbError(err), "call")
+}
+
 // SetRoomStatus records the room deletion's outcome on a call whose room is
 // still pending; a repeated run changes nothing. It is an outcome commit
 // (see execOutcome).

@@ -39,8 +39,11 @@ func New(cfg Config) *Worker {
 	w.mux.Use(w.logTask)
 	w.server = asynq.NewServer(cfg.Redis, asynq.Config{
 		Concurrency: cfg.Concurrency,
-		// Weighted, not strict: hangups come first but webhooks never starve.
-		Queues:          map[string]int{jobs.QueueCritical: 6, jobs.QueueDefault: 3, jobs.QueueWebhooks: 3},
+		// Weighted, not strict: hangups come first and nothing starves. A
+		// call makes two default tasks and, with two endpoints, four
+		// webhook tasks; webhooks get the larger share so that call.ended
+		// does not wait behind analyses when the worker is busy.
+		Queues:          map[string]int{jobs.QueueCritical: 6, jobs.QueueWebhooks: 4, jobs.QueueDefault: 2},
 		RetryDelayFunc:  retryDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          asynqLogger{cfg.Log},
