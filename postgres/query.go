@@ -31,6 +31,9 @@ type callQuery struct {
 	where string
 	args  []any
 	order string
+	// pageWhere adds conditions to the page's WHERE that are true of every
+	// matching call (see skewBounds), to steer its plan.
+	pageWhere string
 }
 
 // column returns the SQL of a whitelisted column. The store checks the
@@ -79,11 +82,14 @@ func buildCallQuery(q endcall.CallQuery) (callQuery, error) {
 	if q.DisconnectReason != "" {
 		conds = append(conds, "c.disconnect_reason = "+arg(q.DisconnectReason))
 	}
+	var from, before string
 	if q.StartedFrom != nil {
-		conds = append(conds, "c.started_at >= "+arg(*q.StartedFrom))
+		from = arg(*q.StartedFrom)
+		conds = append(conds, "c.started_at >= "+from)
 	}
 	if q.StartedBefore != nil {
-		conds = append(conds, "c.started_at < "+arg(*q.StartedBefore))
+		before = arg(*q.StartedBefore)
+		conds = append(conds, "c.started_at < "+before)
 	}
 	for _, f := range q.Filters {
 		col, err := column(f.Column, false)
@@ -116,6 +122,9 @@ func buildCallQuery(q endcall.CallQuery) (callQuery, error) {
 	if sort == "" {
 		sort = "created_at"
 	}
+	if sort == "created_at" {
+		cq.pageWhere = skewBounds(ws, from, before)
+	}
 	col, err := column(sort, true)
 	if err != nil {
 		return cq, err
@@ -133,11 +142,56 @@ func buildCallQuery(q endcall.CallQuery) (callQuery, error) {
 	return cq, nil
 }
 
+// skewBounds returns, for a started_at range sorted by created_at, the
+// range of created_at its calls can have, as SQL conditions on c ("" when
+// there is no range). ws, from and before are the parameters of the
+// workspace and of the range's bounds (from or before "" when not given).
+//
+// The page of a range sorted by created_at would otherwise walk the
+// created_at index from the newest call, past every call newer than the
+// range (a week 40 days back: 450,000 rows, 90 ms), because the planner
+// takes started_at and created_at to be independent. They are not: a call
+// starts when it is answered, moments after it is created. But started_at
+// may also be given by the client, so no fixed gap is assumed: each call's
+// created_at - started_at is indexed (migration 00005), and the smallest
+// and largest of the workspace, two index probes, bound created_at:
+//
+//	from <= started_at < before  ⇒  from + min <= created_at < before + max
+//
+// The walk then starts and stops at the range. The bounds are exact for
+// any data (a call far off the usual gap only widens them) and are read
+// in the page's own snapshot. When no call of the workspace has started,
+// the bounds are NULL and so is the range: empty either way.
+func skewBounds(ws, from, before string) string {
+	skew := func(agg string) string {
+		return fmt.Sprintf(`(SELECT %s(k.created_at - k.started_at) FROM calls k WHERE k.workspace_id = %s AND k.started_at IS NOT NULL)`, agg, ws)
+	}
+	// The gap is an interval of days and time, each day 24 hours; added to
+	// a timestamptz, a day is a calendar day of the session's time zone,
+	// an hour short or long across a change of daylight saving time. In
+	// UTC every day has 24 hours.
+	plus := func(t, gap string) string {
+		return fmt.Sprintf("((%s::timestamptz AT TIME ZONE 'UTC') + %s) AT TIME ZONE 'UTC'", t, gap)
+	}
+	var conds []string
+	if from != "" {
+		conds = append(conds, "c.created_at >= "+plus(from, skew("min")))
+	}
+	if before != "" {
+		conds = append(conds, "c.created_at < "+plus(before, skew("max")))
+	}
+	return strings.Join(conds, " AND ")
+}
+
 // pageSQL and countSQL are the two statements of a query.
 func (cq callQuery) pageSQL(limit, offset int) (string, []any) {
 	args := append(slices.Clip(cq.args), limit, offset)
+	where := cq.where
+	if cq.pageWhere != "" {
+		where += " AND " + cq.pageWhere
+	}
 	return fmt.Sprintf(`SELECT %s FROM calls c WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`,
-		callColumns, cq.where, cq.order, len(args)-1, len(args)), args
+		callColumns, where, cq.order, len(args)-1, len(args)), args
 }
 
 func (cq callQuery) countSQL() (string, []any) {

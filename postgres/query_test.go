@@ -1,0 +1,161 @@
+package postgres_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/internal/testenv"
+	"github.com/endcall/endcall/postgres"
+)
+
+// insertCalls adds n completed calls to ws, created a second apart from
+// created, with campaign (NULL when "").
+func insertCalls(t *testing.T, pool *pgxpool.Pool, ws string, n int, created time.Time, campaign string) {
+	t.Helper()
+	var camp any
+	if campaign != "" {
+		camp = campaign
+	}
+	_, err := pool.Exec(context.Background(), `INSERT INTO calls (workspace_id, call_from, call_to, call_direction,
+		call_status, campaign_id, created_at, updated_at)
+		SELECT $1, '+15550000001', '+15550000002', 'outbound', 'completed', $3, $4::timestamptz + i * interval '1 second', now()
+		FROM generate_series(1, $2::int) i`, ws, n, camp, created)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newWorkspace(t *testing.T, store *postgres.Store, name string) string {
+	t.Helper()
+	ws, _, err := store.CreateAPIKey(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+func query(t *testing.T, store *postgres.Store, q endcall.CallQuery) ([]*endcall.Call, int) {
+	t.Helper()
+	if q.PerPage == 0 {
+		q.PerPage = 10
+	}
+	if q.SortColumn == "" {
+		q.SortColumn, q.Descending = "created_at", true
+	}
+	calls, total, err := store.QueryCalls(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return calls, total
+}
+
+// TestQueryCallsStartedRange checks started_at ranges sorted by created_at
+// (whose page is bounded by the workspace's gaps between created_at and
+// started_at) against a plain reading of the rows, with calls that
+// started long before or after they were created, as a client may say.
+func TestQueryCallsStartedRange(t *testing.T) {
+	t.Parallel()
+	pool := testenv.DB(t)
+	store := postgres.NewStore(pool, nil)
+	ws, other := newWorkspace(t, store, "a"), newWorkspace(t, store, "b")
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	// 200 calls an hour apart; most start 20 s after creation, some never,
+	// some were started (by the client's say) days before or after.
+	_, err := pool.Exec(context.Background(), `INSERT INTO calls (workspace_id, call_from, call_to, call_direction,
+		call_status, created_at, started_at)
+		SELECT $1, '+15550000001', '+15550000002', 'outbound', 'completed', $2::timestamptz + i * interval '1 hour',
+			CASE WHEN i % 7 = 0 THEN NULL
+				WHEN i % 31 = 0 THEN $2::timestamptz + i * interval '1 hour' - interval '9 days'
+				WHEN i % 37 = 0 THEN $2::timestamptz + i * interval '1 hour' + interval '5 days'
+				ELSE $2::timestamptz + i * interval '1 hour' + interval '20 seconds' END
+		FROM generate_series(1, 200) i`, ws, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := func(d int) *time.Time { t := base.AddDate(0, 0, d); return &t }
+	for _, r := range []struct{ from, before *time.Time }{
+		{day(2), day(4)}, {day(-10), day(1)}, {day(3), nil}, {nil, day(2)}, {day(8), day(20)}, {day(30), day(40)},
+	} {
+		for _, desc := range []bool{true, false} {
+			var want []string
+			rows, err := pool.Query(context.Background(), `SELECT id FROM calls WHERE workspace_id = $1
+				AND ($2::timestamptz IS NULL OR started_at >= $2) AND ($3::timestamptz IS NULL OR started_at < $3)
+				ORDER BY created_at, id`, ws, r.from, r.before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var id string
+				rows.Scan(&id)
+				want = append(want, id)
+			}
+			rows.Close()
+			if desc {
+				slices.Reverse(want)
+			}
+			var got []string
+			for page := 0; ; page++ {
+				calls, total := query(t, store, endcall.CallQuery{WorkspaceID: ws, StartedFrom: r.from, StartedBefore: r.before,
+					Page: page, PerPage: 7, SortColumn: "created_at", Descending: desc})
+				if total != len(want) {
+					t.Errorf("%v–%v: total %d, want %d", r.from, r.before, total, len(want))
+				}
+				if len(calls) == 0 {
+					break
+				}
+				for _, c := range calls {
+					got = append(got, c.ID)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%v–%v desc=%v: got %d calls, want %d, or another order", r.from, r.before, desc, len(got), len(want))
+			}
+		}
+	}
+	// A workspace none of whose calls started: empty, not an error.
+	insertCalls(t, pool, other, 3, base, "")
+	if calls, total := query(t, store, endcall.CallQuery{WorkspaceID: other, StartedFrom: day(-100), StartedBefore: day(100)}); len(calls) != 0 || total != 0 {
+		t.Errorf("never started: got %d calls of %d", len(calls), total)
+	}
+}
+
+// TestQueryCallsStartedRangeDST checks the created_at bounds of a
+// started_at range in a session time zone with daylight saving time, where
+// adding "9 days" to a time across the change adds 9 days and an hour less.
+func TestQueryCallsStartedRangeDST(t *testing.T) {
+	t.Parallel()
+	pool := testenv.DB(t)
+	cfg := pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["timezone"] = "America/New_York"
+	ny, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ny.Close()
+	store := postgres.NewStore(ny, nil)
+	ws := newWorkspace(t, store, "dst")
+	// Started 9 days after it was created, across the change of 8 March.
+	created := time.Date(2026, 3, 1, 0, 10, 0, 0, time.UTC)
+	_, err = pool.Exec(context.Background(), `INSERT INTO calls (workspace_id, call_from, call_to, call_direction,
+		call_status, created_at, started_at) VALUES ($1, '+15550000001', '+15550000002', 'outbound', 'completed', $2, $3)`,
+		ws, created, created.AddDate(0, 0, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	before := from.AddDate(0, 0, 1)
+	for _, q := range []endcall.CallQuery{
+		{WorkspaceID: ws, StartedFrom: &from},
+		{WorkspaceID: ws, StartedFrom: &from, StartedBefore: &before},
+		{WorkspaceID: ws, StartedFrom: &from, SortColumn: "created_at", Descending: false},
+	} {
+		if calls, total := query(t, store, q); len(calls) != 1 || total != 1 {
+			t.Errorf("%+v: got %d calls of %d, want 1", q, len(calls), total)
+		}
+	}
+}
