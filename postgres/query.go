@@ -34,6 +34,9 @@ type callQuery struct {
 	// pageWhere adds conditions to the page's WHERE that are true of every
 	// matching call (see skewBounds), to steer its plan.
 	pageWhere string
+	// searchWhere, when search is the only filter, is the search's
+	// condition on call_search s alone: the count then needs no calls.
+	searchWhere string
 }
 
 // column returns the SQL of a whitelisted column. The store checks the
@@ -75,9 +78,14 @@ func buildCallQuery(q endcall.CallQuery) (callQuery, error) {
 	if q.Search != "" {
 		p := arg("%" + escapeLike(q.Search) + "%")
 		// call_search holds the searchable columns with their trigram
-		// indexes (see migration 00002).
-		conds = append(conds, fmt.Sprintf(`c.id IN (SELECT s.call_id FROM call_search s WHERE s.workspace_id = %[1]s
-			AND (s.call_to ILIKE %[2]s OR s.notes ILIKE %[2]s OR s.call_feedback ILIKE %[2]s OR s.transcript ILIKE %[2]s))`, ws, p))
+		// indexes (see migration 00002), and each call's workspace.
+		match := fmt.Sprintf(`s.workspace_id = %[1]s
+			AND (s.call_to ILIKE %[2]s OR s.notes ILIKE %[2]s OR s.call_feedback ILIKE %[2]s OR s.transcript ILIKE %[2]s)`, ws, p)
+		conds = append(conds, `c.id IN (SELECT s.call_id FROM call_search s WHERE `+match+`)`)
+		if q.CampaignID == "" && q.AIAgentID == "" && q.Statuses == nil && q.DisconnectReason == "" &&
+			q.StartedFrom == nil && q.StartedBefore == nil && len(q.Filters) == 0 {
+			cq.searchWhere = match
+		}
 	}
 	if q.DisconnectReason != "" {
 		conds = append(conds, "c.disconnect_reason = "+arg(q.DisconnectReason))
@@ -194,7 +202,13 @@ func (cq callQuery) pageSQL(limit, offset int) (string, []any) {
 		callColumns, where, cq.order, len(args)-1, len(args)), args
 }
 
+// countSQL counts the matches. A search alone is counted in call_search,
+// without calls: it holds a row for every call (its trigger and foreign
+// key keep it so), with the call's workspace, so the total is the same.
 func (cq callQuery) countSQL() (string, []any) {
+	if cq.searchWhere != "" {
+		return `SELECT count(*) FROM call_search s WHERE ` + cq.searchWhere, cq.args
+	}
 	return `SELECT count(*) FROM calls c WHERE ` + cq.where, cq.args
 }
 

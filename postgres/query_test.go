@@ -54,6 +54,36 @@ func query(t *testing.T, store *postgres.Store, q endcall.CallQuery) ([]*endcall
 	return calls, total
 }
 
+// TestQueryCallsSearchCount checks that a search alone, counted in
+// call_search, counts what the page lists: the workspace's matches only.
+func TestQueryCallsSearchCount(t *testing.T) {
+	t.Parallel()
+	pool := testenv.DB(t)
+	store := postgres.NewStore(pool, nil)
+	a, b := newWorkspace(t, store, "a"), newWorkspace(t, store, "b")
+	created := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	insertCalls(t, pool, a, 30, created, "")
+	insertCalls(t, pool, b, 30, created, "")
+	_, err := pool.Exec(context.Background(), `UPDATE calls SET notes = CASE WHEN extract(epoch FROM created_at)::int % 3 = 0 THEN 'Wants a REFUND' END,
+		transcript = CASE WHEN extract(epoch FROM created_at)::int % 5 = 0 THEN 'user: refund please' END`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM calls WHERE workspace_id = $1
+		AND (notes ILIKE '%refund%' OR transcript ILIKE '%refund%')`, a).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	calls, total := query(t, store, endcall.CallQuery{WorkspaceID: a, Search: "Refund", PerPage: 100})
+	if total != want || len(calls) != want || want == 0 {
+		t.Errorf("search: %d calls, total %d; want %d", len(calls), total, want)
+	}
+	// With another filter, the count goes through calls: the same.
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a, Search: "Refund", Statuses: []string{"completed"}}); total != want {
+		t.Errorf("search and status: total %d, want %d", total, want)
+	}
+}
+
 // TestQueryCallsStartedRange checks started_at ranges sorted by created_at
 // (whose page is bounded by the workspace's gaps between created_at and
 // started_at) against a plain reading of the rows, with calls that
