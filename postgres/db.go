@@ -44,12 +44,13 @@ type Store struct {
 	pool   *pgxpool.Pool
 	cipher *Cipher
 	now    func() time.Time
+	counts *countCache // of QueryCalls
 }
 
 // NewStore returns a store on pool. cipher may be nil when no ENCRYPTION_KEY
 // is configured; storing BYOT credentials then fails with EINVALID.
 func NewStore(pool *pgxpool.Pool, cipher *Cipher) *Store {
-	return &Store{pool: pool, cipher: cipher, now: time.Now}
+	return &Store{pool: pool, cipher: cipher, now: time.Now, counts: newCountCache()}
 }
 
 // Pool returns the underlying pool (readiness checks, tests).

@@ -218,14 +218,23 @@ const querySettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_pla
 	set_config('max_parallel_workers_per_gather', '0', true)`
 
 // QueryCalls returns one page of the workspace's calls matching q, and how
-// many match in all. Both statements go in one round trip, in a read-only
-// transaction that forces custom plans: the best plan depends on the values
-// (one workspace may hold most of the calls; a search pattern decides
-// whether its trigram index helps), and the generic plan Postgres switches a
-// prepared statement to after five executions cannot see them (on 1M calls
-// it made a search by phone number 9 times slower). It also keeps each
-// query to one process: parallel workers contend with the other requests,
-// and under load made the count of a 900k-call workspace 3 times slower.
+// many match in all.
+//
+// The page and the count run at the same time, each in one round trip on
+// its own connection. The count is exact, but one that found more than
+// 10,000 calls is kept for up to 10 seconds (countCache) and reused by any
+// query of the workspace with the same filters, whatever its page or sort:
+// counting a million calls takes about 80 ms, a page well under one.
+// Identical counts in flight at once run once.
+//
+// Each statement runs in a read-only transaction that forces custom
+// plans: the best plan depends on the values (one workspace may hold most
+// of the calls; a search pattern decides whether its trigram index helps),
+// and the generic plan Postgres switches a prepared statement to after
+// five executions cannot see them (on 1M calls it made a search by phone
+// number 9 times slower). It also keeps each query to one process:
+// parallel workers contend with the other requests, and under load made
+// the count of a 900k-call workspace 3 times slower.
 func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall.Call, int, error) {
 	if q.PerPage <= 0 {
 		return nil, 0, fmt.Errorf("postgres: query per_page %d is not positive", q.PerPage)
@@ -234,46 +243,74 @@ func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall
 	if err != nil {
 		return nil, 0, err
 	}
-	var batch pgx.Batch
-	pageSQL, pageArgs := cq.pageSQL(q.PerPage, q.Page*q.PerPage)
 	countSQL, countArgs := cq.countSQL()
-	batch.Queue(`BEGIN READ ONLY`)
-	batch.Queue(querySettingsSQL)
-	batch.Queue(pageSQL, pageArgs...)
-	batch.Queue(countSQL, countArgs...)
-	batch.Queue(`COMMIT`)
-	// An error leaves the connection in a transaction; the pool then
-	// discards it rather than reuse it.
-	br := s.pool.SendBatch(ctx, &batch)
-	defer br.Close()
+	key := countKey(countSQL, countArgs)
 
-	for range 2 {
-		if _, err := br.Exec(); err != nil {
-			return nil, 0, dbError(err)
-		}
+	type counted struct {
+		total int
+		err   error
 	}
-	rows, err := br.Query()
+	done := make(chan counted, 1)
+	go func() {
+		total, err := s.counts.count(ctx, key, s.now, func(ctx context.Context) (int, error) {
+			var total int
+			err := s.readOnly(ctx, countSQL, countArgs, func(br pgx.BatchResults) error {
+				return br.QueryRow().Scan(&total)
+			})
+			return total, err
+		})
+		done <- counted{total, err}
+	}()
+
+	calls := []*endcall.Call{}
+	pageSQL, pageArgs := cq.pageSQL(q.PerPage, q.Page*q.PerPage)
+	err = s.readOnly(ctx, pageSQL, pageArgs, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			c, err := scanCall(rows)
+			if err != nil {
+				return err
+			}
+			calls = append(calls, c)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, 0, dbError(err)
 	}
-	calls := []*endcall.Call{}
-	for rows.Next() {
-		c, err := scanCall(rows)
-		if err != nil {
-			rows.Close()
-			return nil, 0, dbError(err)
+	c := <-done
+	if c.err != nil {
+		return nil, 0, dbError(c.err)
+	}
+	return calls, c.total, nil
+}
+
+// readOnly runs one statement in one round trip, in a read-only
+// transaction with QueryCalls' settings; read takes its result. An error
+// leaves the connection in a transaction; the pool then discards it
+// rather than reuse it.
+func (s *Store) readOnly(ctx context.Context, sql string, args []any, read func(pgx.BatchResults) error) error {
+	var batch pgx.Batch
+	batch.Queue(`BEGIN READ ONLY`)
+	batch.Queue(querySettingsSQL)
+	batch.Queue(sql, args...)
+	batch.Queue(`COMMIT`)
+	br := s.pool.SendBatch(ctx, &batch)
+	defer br.Close()
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
-		calls = append(calls, c)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, dbError(err)
-	}
-	var total int
-	if err := br.QueryRow().Scan(&total); err != nil {
-		return nil, 0, dbError(err)
+	if err := read(br); err != nil {
+		return err
 	}
 	if _, err := br.Exec(); err != nil {
-		return nil, 0, dbError(err)
+		return err
 	}
-	return calls, total, dbError(br.Close())
+	return br.Close()
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,19 @@ import (
 	"github.com/endcall/endcall/internal/testenv"
 	"github.com/endcall/endcall/postgres"
 )
+
+// clock is a settable clock for the store.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
 
 // insertCalls adds n completed calls to ws, created a second apart from
 // created, with campaign (NULL when "").
@@ -52,6 +66,97 @@ func query(t *testing.T, store *postgres.Store, q endcall.CallQuery) ([]*endcall
 		t.Fatal(err)
 	}
 	return calls, total
+}
+
+// TestQueryCallsCountCache checks the count cache of QueryCalls with its
+// real threshold: a total above 10,000 is reused for 10 seconds by queries
+// with the same filters whatever their page and sort, and by no other
+// query or workspace; smaller totals are always counted afresh.
+func TestQueryCallsCountCache(t *testing.T) {
+	t.Parallel()
+	pool := testenv.DB(t)
+	store := postgres.NewStore(pool, nil)
+	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	store.SetNow(clk.now)
+	a, b := newWorkspace(t, store, "a"), newWorkspace(t, store, "b")
+	created := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	big := postgres.CountCacheThreshold + 1
+	insertCalls(t, pool, a, big-40, created, "")
+	insertCalls(t, pool, a, 40, created.Add(time.Hour), "camp")
+	insertCalls(t, pool, b, 3, created, "")
+
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a}); total != big {
+		t.Fatalf("a: total %d, want %d", total, big)
+	}
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a, CampaignID: "camp"}); total != 40 {
+		t.Fatalf("a, camp: total %d, want 40", total)
+	}
+	// One more call of each kind in a; one more in b.
+	newest := created.Add(48 * time.Hour)
+	insertCalls(t, pool, a, 1, newest, "camp")
+	insertCalls(t, pool, b, 1, newest, "")
+
+	// The large total is reused, for any page, size and sort; the page
+	// itself is read afresh.
+	for _, q := range []endcall.CallQuery{
+		{WorkspaceID: a},
+		{WorkspaceID: a, Page: 7, PerPage: 25},
+		{WorkspaceID: a, SortColumn: "call_duration", Descending: false},
+	} {
+		calls, total := query(t, store, q)
+		if total != big {
+			t.Errorf("%+v: total %d, want the cached %d", q, total, big)
+		}
+		if q.Page == 0 && q.SortColumn == "" && !calls[0].CreatedAt.Equal(newest.Add(time.Second)) {
+			t.Errorf("first call created %s, want the new call (%s)", calls[0].CreatedAt, newest.Add(time.Second))
+		}
+	}
+	// Small totals are exact at once.
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a, CampaignID: "camp"}); total != 41 {
+		t.Errorf("a, camp: total %d, want 41 (small counts are never cached)", total)
+	}
+	// Other filters have their own count, even one matching the same calls.
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a, Statuses: []string{"completed"}}); total != big+1 {
+		t.Errorf("a, completed: total %d, want %d", total, big+1)
+	}
+	// Another workspace never sees a's count.
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: b}); total != 4 {
+		t.Errorf("b: total %d, want 4", total)
+	}
+
+	// Still cached just before the TTL; counted again at it.
+	clk.add(postgres.CountCacheTTL - time.Millisecond)
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a}); total != big {
+		t.Errorf("a before the TTL: total %d, want the cached %d", total, big)
+	}
+	clk.add(time.Millisecond)
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a}); total != big+1 {
+		t.Errorf("a after the TTL: total %d, want %d", total, big+1)
+	}
+}
+
+// TestQueryCallsCountCacheConcurrent runs identical queries at once, with
+// a low threshold, under the race detector in make test.
+func TestQueryCallsCountCacheConcurrent(t *testing.T) {
+	t.Parallel()
+	pool := testenv.DB(t)
+	store := postgres.NewStore(pool, nil)
+	store.SetCountCacheThreshold(5)
+	ws := newWorkspace(t, store, "c")
+	insertCalls(t, pool, ws, 30, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), "")
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			calls, total, err := store.QueryCalls(context.Background(),
+				endcall.CallQuery{WorkspaceID: ws, PerPage: 10, Page: i % 3, SortColumn: "created_at", Descending: true})
+			if err != nil {
+				t.Error(err)
+			} else if total != 30 || len(calls) != 10 {
+				t.Errorf("got %d calls of %d, want 10 of 30", len(calls), total)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestQueryCallsSearchCount checks that a search alone, counted in
