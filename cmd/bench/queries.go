@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -179,14 +181,15 @@ type capture struct {
 }
 
 type captured struct {
+	conn *pgx.Conn
 	sql  string
 	args []any
 }
 
-func (c *capture) add(sql string, args []any) {
+func (c *capture) add(conn *pgx.Conn, sql string, args []any) {
 	c.mu.Lock()
 	if c.on {
-		c.stmts = append(c.stmts, captured{sql, args})
+		c.stmts = append(c.stmts, captured{conn, sql, args})
 	}
 	c.mu.Unlock()
 }
@@ -197,23 +200,39 @@ func (c *capture) start() {
 	c.mu.Unlock()
 }
 
+// stop returns the statements recorded since start, one connection's after
+// another's (QueryCalls sends its page and its count on two connections at
+// once), each connection's in the order sent.
 func (c *capture) stop() []captured {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.on = false
-	return c.stmts
+	var out []captured
+	done := map[*pgx.Conn]bool{}
+	for _, s := range c.stmts {
+		if done[s.conn] {
+			continue
+		}
+		done[s.conn] = true
+		for _, t := range c.stmts {
+			if t.conn == s.conn {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
 }
 
-func (c *capture) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	c.add(d.SQL, d.Args)
+func (c *capture) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	c.add(conn, d.SQL, d.Args)
 	return ctx
 }
 func (c *capture) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 func (c *capture) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
 	return ctx
 }
-func (c *capture) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	c.add(d.SQL, d.Args)
+func (c *capture) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
+	c.add(conn, d.SQL, d.Args)
 }
 func (c *capture) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
@@ -362,28 +381,49 @@ func (b *bench) queries(ctx context.Context) error {
 		}
 	}
 
-	// Latency through the API.
+	// Latency through the API. The service keeps a total above 10,000 for
+	// 10 s (postgres.QueryCalls), so the first request of such a query
+	// counts and the others reuse its total: the first is reported on its
+	// own row, the rest (after 5 warm-up requests) as p99 and p50.
+	var first []row
+	cached := 0
 	for _, c := range cases {
 		lat := make([]time.Duration, 0, b.o.querySamples)
 		stopAt := time.Now().Add(b.o.queryTime)
+		var cold time.Duration
+		total := 0
 		for i := 0; i < b.o.querySamples+5 && (i < 25 || time.Now().Before(stopAt)); i++ {
-			var data []json.RawMessage
 			t := time.Now()
-			if err := apiCall(ctx, b.api.http, b.proc.url, created.APIKey, "GET", "/v1/calls/query?"+c.qs.Encode(), nil, &data); err != nil {
+			n, tot, err := queryAPI(ctx, b.api.http, b.proc.url, created.APIKey, c.qs)
+			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			if i >= 5 {
-				lat = append(lat, time.Since(t))
+			switch d := time.Since(t); {
+			case i == 0:
+				cold, total = d, tot
+			case i >= 5:
+				lat = append(lat, d)
 			}
-			if len(data) == 0 {
+			if n == 0 {
 				return fmt.Errorf("%s: no calls returned", c.name)
 			}
 		}
 		p50, p99 := percentile(lat, 50), percentile(lat, 99)
-		logf("(d) query %-28s %d samples: p50 %s, p99 %s", c.name, len(lat), ms(p50), ms(p99))
-		b.rows = append(b.rows, row{fmt.Sprintf("(d) GET /v1/calls/query on %s calls, %s: p99 (p50)", num(float64(b.o.history)), c.name),
+		logf("(d) query %-28s total %s; first request %s; %d samples: p50 %s, p99 %s", c.name, num(float64(total)), ms(cold), len(lat), ms(p50), ms(p99))
+		what := "p99 (p50)"
+		if total > postgres.CountCacheThreshold {
+			what = "p99 (p50), total cached"
+			cached++
+			first = append(first, row{fmt.Sprintf("(d) GET /v1/calls/query on %s calls, %s: first request, %s counted (one sample)",
+				num(float64(b.o.history)), c.name, num(float64(total))), ms(cold), "", "", ""})
+		}
+		b.rows = append(b.rows, row{fmt.Sprintf("(d) GET /v1/calls/query on %s calls, %s: %s", num(float64(b.o.history)), c.name, what),
 			fmt.Sprintf("%s (%s)", ms(p99), ms(p50)), "", "", "≤ 20 ms"})
 	}
+	b.rows = append(b.rows, first...)
+	b.notes = append(b.notes, fmt.Sprintf("(d) %d of the %d queries match more than %s calls: the service counts them exactly once "+
+		"and reuses the total for 10 s (any page or sort of the same filters), so their p99 is of requests that reuse it; "+
+		"the first request of each, which counts, is on its own row.", cached, len(cases), num(postgres.CountCacheThreshold)))
 
 	lat := make([]time.Duration, 0, b.o.querySamples)
 	pool2 := postgres.NewStore(b.pool, nil)
@@ -412,4 +452,36 @@ func (b *bench) queries(ctx context.Context) error {
 		"(at least 20 when %s is not enough); the overdue scan calls the store directly; "+
 		"plans of the store's SQL for the same filters checked: %s.", b.o.querySamples, b.o.queryTime, check))
 	return nil
+}
+
+// queryAPI makes one GET /v1/calls/query and returns how many calls its
+// page holds and its pagination total.
+func queryAPI(ctx context.Context, c *http.Client, base, key string, qs url.Values) (int, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/calls/query?"+qs.Encode(), nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("HTTP %d: %.300s", res.StatusCode, raw)
+	}
+	var env struct {
+		Data       []json.RawMessage `json:"data"`
+		Pagination struct {
+			Total int `json:"total"`
+		} `json:"pagination"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return 0, 0, err
+	}
+	return len(env.Data), env.Pagination.Total, nil
 }
