@@ -9,9 +9,9 @@ import (
 	"github.com/endcall/endcall"
 )
 
-// ExplainCallQuery returns EXPLAIN (ANALYZE, BUFFERS) of the page and the
-// count statement of q, planned with QueryCalls' settings, for the
-// benchmark to print.
+// ExplainCallQuery returns EXPLAIN (ANALYZE, BUFFERS) of the page (a
+// search's walk first) and the count statement of q, planned with
+// QueryCalls' settings, for the benchmark to print.
 func (s *Store) ExplainCallQuery(ctx context.Context, q endcall.CallQuery) (page, count string, err error) {
 	cq, err := buildCallQuery(q)
 	if err != nil {
@@ -33,9 +33,18 @@ func (s *Store) ExplainCallQuery(ctx context.Context, q endcall.CallQuery) (page
 		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		return strings.Join(lines, "\n"), err
 	}
-	pageSQL, pageArgs := cq.pageSQL(q.PerPage, q.Page*q.PerPage)
+	offset := q.Page * q.PerPage
+	pageSQL, pageArgs := cq.pageSQL(q.PerPage, offset)
 	if page, err = explain(pageSQL, pageArgs); err != nil {
 		return "", "", err
+	}
+	if cq.probe != "" {
+		walkSQL, walkArgs := cq.walkSQL(q.PerPage, offset, walkBudget(offset+q.PerPage))
+		walk, err := explain(walkSQL, walkArgs)
+		if err != nil {
+			return "", "", err
+		}
+		page = walk + "\n(if the walk finds less than a page:)\n" + page
 	}
 	count, err = explain(cq.countSQL())
 	return page, count, err
