@@ -60,6 +60,7 @@ type options struct {
 	out          string
 	appLog       string
 	plans        string
+	telephony    string
 }
 
 func main() {
@@ -82,8 +83,12 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench process's own CPU profile to this file")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.plans, "plans", "", "(d) write the full EXPLAIN (ANALYZE, BUFFERS) plans to this file")
+	flag.StringVar(&o.telephony, "telephony", "twilio", "TELEPHONY_MODE of endcall: twilio (hang up through the fake, as specified) or simulated (no provider request: to see what the Twilio round trip costs)")
 	flag.StringVar(&o.appLog, "applog", "", "run endcall with LOG_LEVEL=info and keep its log in this file (diagnosis: it costs CPU)")
 	flag.Parse()
+	if o.telephony != "twilio" && o.telephony != "simulated" {
+		fatal(fmt.Errorf("-telephony %q: want twilio or simulated", o.telephony))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -210,7 +215,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	procEnv := append(e.baseEnv(),
 		"HTTP_ADDR="+addr, "PUBLIC_BASE_URL=http://"+addr,
-		"TWILIO_API_BASE_URL="+e.twilio.srv.URL, "TWILIO_ACCOUNT_SID="+twilioAccount, "TWILIO_AUTH_TOKEN="+twilioToken,
+		"TELEPHONY_MODE="+o.telephony, "TWILIO_API_BASE_URL="+e.twilio.srv.URL, "TWILIO_ACCOUNT_SID="+twilioAccount, "TWILIO_AUTH_TOKEN="+twilioToken,
 		"LIVEKIT_URL="+e.livekit.srv.URL, "LIVEKIT_API_KEY="+lkKey, "LIVEKIT_API_SECRET="+lkSecret,
 		"WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "LOG_LEVEL="+logLevel(o.appLog),
 		fmt.Sprintf("WORKER_CONCURRENCY=%d", o.workerConc))
@@ -276,6 +281,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		}
 	}
 	b.correctness()
+	if o.telephony == "simulated" {
+		e.notes = append(e.notes, "endcall ran with TELEPHONY_MODE=simulated: it made no hangup requests, so every call counts as never hung up.")
+	}
 	logf("stopping endcall all")
 	if err := e.proc.stop(); err != nil {
 		var exit interface{ ExitCode() int }

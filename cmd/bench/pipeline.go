@@ -170,7 +170,7 @@ func (b *bench) pipeline(ctx context.Context) error {
 		ratio(rate*tasksPerCall, noop), "≥ 400 calls/s",
 	})
 	b.notes = append(b.notes, fmt.Sprintf("(b) from the first end request to the last delivery or room deletion; "+
-		"worker concurrency %d; the floor drains %s no-op tasks (same task ID and retention options) with an asynq server of the same "+
+		"worker concurrency %d; the floor drains %s no-op tasks (same task ID options) with an asynq server of the same "+
 		"concurrency and queues, in this process.", b.o.workerConc, num(float64(b.o.noopTasks))))
 	return nil
 }
