@@ -15,6 +15,10 @@
 #       Stops both servers and removes DIR. Idempotent; safe in a trap.
 #   scripts/services.sh port
 #       Prints a free TCP port.
+#   scripts/services.sh crash-postgres DIR
+#       Stops DIR's Postgres the way a crash would (immediate mode: no
+#       shutdown checkpoint, WAL not yet written is lost) and starts it again
+#       on the same port, which runs crash recovery. For fault tests.
 #   scripts/services.sh run DIR [--fast] [--prefix P] -- COMMAND [ARGS...]
 #       start, export the env file's variables (as P<NAME>, e.g. --prefix TEST_
 #       gives TEST_DATABASE_URL), run COMMAND, stop (also on failure or Ctrl-C),
@@ -300,6 +304,21 @@ cmd_stop() {
 	rm -rf "$dir"
 }
 
+cmd_crash_postgres() {
+	local dir=${1:?usage: services.sh crash-postgres DIR} pgroot port bin
+	bin=$(pg_bindir) || die "Postgres server binaries not found"
+	dir=$(cd "$dir" && pwd -P)
+	pgroot=$dir/pg
+	[[ -L $pgroot ]] && pgroot=$(readlink "$pgroot")
+	port=$(cat "$dir/pg.port")
+	as_pg "$bin/pg_ctl" -D "$pgroot/data" -m immediate -w -t 20 stop >/dev/null ||
+		die "crash-postgres: Postgres in $dir did not stop"
+	as_pg "$bin/pg_ctl" -D "$pgroot/data" -l "$pgroot/postgres.log" -o "-p $port" -w -t "$READY_TIMEOUT" start >/dev/null ||
+		die "crash-postgres: Postgres did not come back on port $port; log $pgroot/postgres.log"
+	wait_for "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres ||
+		die "crash-postgres: Postgres on port $port not ready within ${READY_TIMEOUT}s"
+}
+
 cmd_run() {
 	local dir=${1:?usage: services.sh run DIR [--fast] [--prefix P] -- COMMAND...} fast="" prefix="" rc=0 t0 key val
 	shift
@@ -354,6 +373,7 @@ main() {
 	port) free_port ;;
 	start) cmd_start "$@" ;;
 	stop) cmd_stop "$@" ;;
+	crash-postgres) cmd_crash_postgres "$@" ;;
 	run) cmd_run "$@" ;;
 	*)
 		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/internal/testenv"
+	"github.com/endcall/endcall/postgres"
 )
 
 // redisServer is a private redis-server process that a test may stop and
@@ -277,4 +281,121 @@ func TestLostOutcomeCommitsAreRedone(t *testing.T) {
 	if got := len(rc.byType("call.analyzed")); got != 1 {
 		t.Errorf("call.analyzed sent %d times, want 1: its outcome was not lost", got)
 	}
+}
+
+// postgresServer is a private Postgres with durable commits, as in
+// production, that a test may crash and restart on the same port, with the
+// Redis that scripts/services.sh starts beside it.
+type postgresServer struct {
+	t                  *testing.T
+	dir                string
+	databaseURL, redis string
+}
+
+func startPostgres(t *testing.T) *postgresServer {
+	t.Helper()
+	s := &postgresServer{t: t, dir: filepath.Join(t.TempDir(), "services")}
+	s.services("start", s.dir)
+	t.Cleanup(func() { s.services("stop", s.dir) })
+	raw, err := os.ReadFile(filepath.Join(s.dir, "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "DATABASE_URL="); ok {
+			s.databaseURL = v
+		} else if v, ok := strings.CutPrefix(line, "REDIS_URL="); ok {
+			s.redis = v
+		}
+	}
+	pool, err := pgxpool.New(context.Background(), s.databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// crash stops Postgres as a crash would and starts it again: commits whose
+// WAL was not yet written are lost, then crash recovery runs.
+func (s *postgresServer) crash() { s.services("crash-postgres", s.dir) }
+
+func (s *postgresServer) services(args ...string) {
+	s.t.Helper()
+	out, err := exec.Command("bash", append([]string{"../scripts/services.sh"}, args...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("services.sh %v: %v\n%s", args, err, out)
+	}
+}
+
+// Postgres crashes while the post-call work of 20 calls is in flight: what
+// was committed as owed must all be done in the end, each webhook event
+// reaching the endpoint under one webhook-id however often it is sent.
+func TestPostgresCrashMidPipelineLosesNothing(t *testing.T) {
+	t.Parallel()
+	pg := startPostgres(t)
+	p := setupPipeline(t, func(o *pipelineOptions) { o.databaseURL, o.redisURL = pg.databaseURL, pg.redis })
+	// A slow receiver keeps deliveries in flight when the crash comes.
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		time.Sleep(100 * time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	_, secret := p.subscribe(rc.srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.sweeper().Run(ctx)
+
+	const n = 20
+	var ids []string
+	for range n {
+		ids = append(ids, p.endCall(happyTranscript).ID) // each answered 200: committed
+	}
+	waitFor(t, 10*time.Second, "the first deliveries", func() bool { return len(rc.requests()) > 0 })
+	pg.crash()
+	t.Logf("crashed with %d requests received, %d rooms deleted", len(rc.requests()), len(p.rooms.deleted()))
+
+	waitFor(t, 150*time.Second, "all post-call work recorded done", func() bool {
+		var owed, delivered int
+		err := p.pool.QueryRow(ctx, `SELECT
+				(SELECT count(*) FROM calls WHERE room_status = 'pending' OR analysis_status = 'pending'),
+				(SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded')`).Scan(&owed, &delivered)
+		return err == nil && owed == 0 && delivered == 2*n
+	})
+	seen := map[string]map[string]bool{} // event and call → webhook-ids received
+	for _, r := range rc.requests() {
+		verify(t, secret, r)
+		var body struct {
+			Type string `json:"type"`
+			Data struct {
+				ID string `json:"id"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		key := body.Type + " " + body.Data.ID
+		if seen[key] == nil {
+			seen[key] = map[string]bool{}
+		}
+		seen[key][r.header.Get("webhook-id")] = true
+	}
+	for _, id := range ids {
+		for _, event := range []string{"call.ended", "call.analyzed"} {
+			if got := len(seen[event+" "+id]); got != 1 {
+				t.Errorf("%s of call %s: %d webhook-ids received, want exactly 1", event, id, got)
+			}
+		}
+	}
+	rooms := map[string]bool{}
+	for _, r := range p.rooms.deleted() {
+		rooms[r] = true
+	}
+	if len(rooms) != n {
+		t.Errorf("rooms deleted: %d distinct, want %d", len(rooms), n)
+	}
+	t.Logf("after recovery: %d requests for %d events, %d room deletions for %d rooms",
+		len(rc.requests()), 2*n, len(p.rooms.deleted()), n)
 }
