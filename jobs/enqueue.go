@@ -30,6 +30,9 @@ const (
 // call, a day's retention is 200 million task hashes.
 type Enqueuer struct {
 	Client *asynq.Client
+	// Inspector, when set, lets Requeue report owed work whose task is
+	// archived, and Revive queue it afresh.
+	Inspector *asynq.Inspector
 	// DeliverMaxRetry is len(WEBHOOK_RETRY_SCHEDULE): 8 attempts by default.
 	DeliverMaxRetry int
 }
@@ -39,23 +42,33 @@ var _ endcall.Queue = (*Enqueuer)(nil)
 // Enqueue queues each piece of work once. A task ID already present means the
 // work is queued, running or waiting for a retry, which is success.
 func (e *Enqueuer) Enqueue(ctx context.Context, work []endcall.Work) error {
-	_, err := e.Requeue(ctx, work)
+	_, _, err := e.requeue(ctx, work, false)
 	return err
 }
 
 // enqueueConcurrency bounds the enqueues of one Requeue in flight at once.
 const enqueueConcurrency = 8
 
-// Requeue is Enqueue that also counts the tasks that were not already
-// present: for the sweeper, a count of work that had been lost. The tasks
-// are independent, so they are enqueued concurrently: on the end path the
-// round trips to Redis overlap instead of adding up.
-func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (int, error) {
+// Requeue is Enqueue for the sweeper, whose work Postgres records as owed.
+// It counts the tasks that were not already present: work that had been
+// lost. With an Inspector it also returns the work whose present task is
+// archived: a task archives when its retries run out, and one whose handler
+// could not record the outcome (Postgres down for longer than the retry
+// schedule) leaves the work owed for good (see Revive).
+func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (queued int, archived []endcall.Work, err error) {
+	return e.requeue(ctx, work, e.Inspector != nil)
+}
+
+// requeue enqueues the tasks concurrently, since they are independent: on
+// the end path the round trips to Redis overlap instead of adding up. With
+// inspect, it reports the work whose present task is archived.
+func (e *Enqueuer) requeue(ctx context.Context, work []endcall.Work, inspect bool) (int, []endcall.Work, error) {
 	var (
-		mu     sync.Mutex
-		errs   []error
-		queued int
-		wg     sync.WaitGroup
+		mu       sync.Mutex
+		errs     []error
+		queued   int
+		archived []endcall.Work
+		wg       sync.WaitGroup
 	)
 	sem := make(chan struct{}, enqueueConcurrency)
 	started := 0
@@ -68,11 +81,14 @@ func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (int, error
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			ok, err := e.enqueue(ctx, w)
+			ok, arch, err := e.enqueue(ctx, w, inspect)
 			mu.Lock()
 			defer mu.Unlock()
 			if ok {
 				queued++
+			}
+			if arch {
+				archived = append(archived, w)
 			}
 			if err != nil {
 				errs = append(errs, err)
@@ -83,24 +99,58 @@ func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (int, error
 	if started < len(work) {
 		errs = append(errs, fmt.Errorf("enqueue: %d tasks not attempted: %w", len(work)-started, ctx.Err()))
 	}
-	return queued, errors.Join(errs...)
+	return queued, archived, errors.Join(errs...)
 }
 
 // enqueue queues one piece of work; ok is false when its task was already
-// present, which is not an error.
-func (e *Enqueuer) enqueue(ctx context.Context, w endcall.Work) (ok bool, err error) {
+// present, which is not an error. With inspect, archived says whether that
+// present task is archived.
+func (e *Enqueuer) enqueue(ctx context.Context, w endcall.Work, inspect bool) (ok, archived bool, err error) {
 	task, err := e.Task(w)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	_, err = e.Client.EnqueueContext(ctx, task)
 	switch {
 	case err == nil:
-		return true, nil
+		return true, false, nil
 	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
-		return false, nil
+		if !inspect {
+			return false, false, nil
+		}
+		info, err := e.Inspector.GetTaskInfo(queueOf(w.Kind), taskID(w))
+		if errors.Is(err, asynq.ErrTaskNotFound) {
+			return false, false, nil // finished in between; a later sweep looks again
+		} else if err != nil {
+			return false, false, fmt.Errorf("inspect %s: %w", taskID(w), err)
+		}
+		return false, info.State == asynq.TaskStateArchived, nil
 	}
-	return false, fmt.Errorf("enqueue %s: %w", task.Type(), err)
+	return false, false, fmt.Errorf("enqueue %s: %w", task.Type(), err)
+}
+
+// Revive deletes the archived tasks of work and queues the work afresh,
+// with a full retry budget, and returns how many it queued. The caller must
+// have seen the work still owed after it saw the task archived: a handler
+// records its final outcome before its task archives, so such work was
+// truly never recorded as done or failed.
+func (e *Enqueuer) Revive(ctx context.Context, work []endcall.Work) (int, error) {
+	var errs []error
+	revived := 0
+	for _, w := range work {
+		if err := e.Inspector.DeleteTask(queueOf(w.Kind), taskID(w)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			errs = append(errs, fmt.Errorf("delete archived %s: %w", taskID(w), err))
+			continue
+		}
+		ok, _, err := e.enqueue(ctx, w, false)
+		if ok {
+			revived++
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return revived, errors.Join(errs...)
 }
 
 // taskID is the deterministic task ID of a piece of owed work: while its

@@ -148,6 +148,47 @@ const completeAnalysisSQL = `UPDATE calls c SET analysis_status = $2, analysis =
 	WHERE c.id = $1 AND coalesce(c.analysis_status, '') = 'pending'
 	RETURNING ` + callColumns
 
+// StillOwed returns the items of work that Postgres still records as owed,
+// whatever their age: the sweeper's second look before it revives work
+// whose task is archived.
+func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.Work, error) {
+	var calls, deliveries []string
+	for _, w := range work {
+		if w.Kind == endcall.WorkDeliver {
+			deliveries = append(deliveries, w.DeliveryID)
+		} else {
+			calls = append(calls, w.CallID)
+		}
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT 'hangup', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') = 'retrying'
+		UNION ALL SELECT 'room_delete', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
+		UNION ALL SELECT 'analyze', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
+		UNION ALL SELECT 'deliver', call_id::text, id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
+		calls, deliveries)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	owed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (endcall.Work, error) {
+		var w endcall.Work
+		err := r.Scan(&w.Kind, &w.CallID, &w.DeliveryID)
+		return w, err
+	})
+	if err != nil {
+		return nil, dbError(err)
+	}
+	var still []endcall.Work
+	for _, w := range work {
+		for _, o := range owed {
+			if o == w {
+				still = append(still, w)
+				break
+			}
+		}
+	}
+	return still, nil
+}
+
 // pendingAnalyzedSQL lists the call.analyzed deliveries of call $1 still pending.
 const pendingAnalyzedSQL = `SELECT ARRAY(SELECT id FROM webhook_deliveries
 	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')`

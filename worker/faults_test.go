@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/internal/testenv"
+	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/postgres"
 )
 
@@ -398,4 +400,85 @@ func TestPostgresCrashMidPipelineLosesNothing(t *testing.T) {
 	}
 	t.Logf("after recovery: %d requests for %d events, %d room deletions for %d rooms",
 		len(rc.requests()), 2*n, len(p.rooms.deleted()), n)
+}
+
+// A task archives when its retries run out. If its handler could not record
+// the outcome all that time (Postgres down for longer than the schedule),
+// Postgres still owes the work, and the sweeper must queue it afresh. A
+// delivery that fails for good while the sweeper looks is left archived,
+// for the dashboard.
+func TestArchivedOwedWorkIsRevived(t *testing.T) {
+	t.Parallel()
+	p := setupPipeline(t, func(o *pipelineOptions) { o.noWorker = true })
+	rc := newReceiver(t, nil)
+	_, secret := p.subscribe(rc.srv.URL, "call.ended")
+	c := p.endCall(nil)
+	ctx := context.Background()
+	var deliveryID string
+	if err := p.pool.QueryRow(ctx, `SELECT id FROM webhook_deliveries WHERE call_id = $1`, c.ID).Scan(&deliveryID); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspector(p.redis)
+	defer insp.Close()
+	for _, task := range []struct{ queue, id string }{{jobs.QueueWebhooks, "deliver:" + deliveryID}, {jobs.QueueDefault, "room:" + c.ID}} {
+		if err := insp.ArchiveTask(task.queue, task.id); err != nil {
+			t.Fatalf("archive %s: %v", task.id, err)
+		}
+	}
+	if n, err := p.sweeper().Sweep(ctx); err != nil || n != 2 {
+		t.Fatalf("sweep: queued %d, %v; want the delivery and the room, not the analysis still queued", n, err)
+	}
+	p.startWorker()
+	waitFor(t, 10*time.Second, "the revived work done", func() bool {
+		got, err := p.store.CallByID(ctx, c.ID)
+		var status string
+		p.pool.QueryRow(ctx, `SELECT status FROM webhook_deliveries WHERE id = $1`, deliveryID).Scan(&status)
+		return err == nil && *got.RoomStatus == "deleted" && status == "succeeded" && len(rc.requests()) == 1
+	})
+	verify(t, secret, rc.requests()[0])
+
+	// The race: the sweeper reads the delivery as owed, then its handler
+	// records the final failure and asynq archives the task.
+	p.stopWorker()
+	if _, err := p.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending' WHERE id = $1`, deliveryID); err != nil {
+		t.Fatal(err)
+	}
+	task, err := p.enq.Task(endcall.Work{Kind: endcall.WorkDeliver, CallID: c.ID, DeliveryID: deliveryID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.enq.Client.Enqueue(task); err != nil {
+		t.Fatal(err)
+	}
+	if err := insp.ArchiveTask(jobs.QueueWebhooks, "deliver:"+deliveryID); err != nil {
+		t.Fatal(err)
+	}
+	sweeper := p.sweeper()
+	sweeper.Store = racingStore{Store: p.store, after: func() {
+		if _, err := p.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed' WHERE id = $1`, deliveryID); err != nil {
+			t.Error(err)
+		}
+	}}
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 0 {
+		t.Errorf("sweep: queued %d, %v; want nothing: the delivery failed for good", n, err)
+	}
+	if info, err := insp.GetTaskInfo(jobs.QueueWebhooks, "deliver:"+deliveryID); err != nil || info.State != asynq.TaskStateArchived {
+		state := "gone"
+		if info != nil {
+			state = info.State.String()
+		}
+		t.Errorf("the failed delivery's task is %s (%v); want it archived, for the dashboard", state, err)
+	}
+}
+
+// racingStore runs after once OwedWork has read what is owed.
+type racingStore struct {
+	*postgres.Store
+	after func()
+}
+
+func (r racingStore) OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error) {
+	work, err := r.Store.OwedWork(ctx, cutoff, limit)
+	r.after()
+	return work, err
 }

@@ -85,7 +85,9 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	}
 	client := asynq.NewClient(p.redis)
 	t.Cleanup(func() { client.Close() })
-	p.enq = &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(o.schedule)}
+	inspector := asynq.NewInspector(p.redis)
+	t.Cleanup(func() { inspector.Close() })
+	p.enq = &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(o.schedule)}
 	var token string
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -11,16 +12,26 @@ import (
 // OwedWorkStore lists post-call work that Postgres records as owed.
 type OwedWorkStore interface {
 	OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error)
+	// StillOwed returns the items of work still owed now.
+	StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.Work, error)
 }
 
-// Requeuer queues work idempotently and counts what was not queued yet.
+// Requeuer queues work idempotently, counts what was not queued yet, and
+// reports work whose task is archived; Revive queues such work afresh.
 type Requeuer interface {
-	Requeue(ctx context.Context, work []endcall.Work) (int, error)
+	Requeue(ctx context.Context, work []endcall.Work) (queued int, archived []endcall.Work, err error)
+	Revive(ctx context.Context, work []endcall.Work) (int, error)
 }
 
 // Sweeper re-queues owed work that never reached Redis (Redis was down, or
 // the process died between commit and enqueue) or that Redis lost. Several
 // sweepers may run: deterministic task IDs make a second enqueue a no-op.
+//
+// Work whose task is archived while Postgres still owes it is revived: its
+// retries ran out while its handler could not record an outcome (Postgres
+// was down for longer than the retry schedule). Postgres is asked again
+// after Redis said "archived", since a handler records its final outcome
+// before asynq archives its task: what is owed after that was never recorded.
 //
 // Outcomes are committed without waiting for the WAL flush, so a crash of
 // Postgres can also lose the record of work that was done: that work reads
@@ -63,7 +74,12 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	if err != nil || len(work) == 0 {
 		return 0, err
 	}
-	queued, err := s.Queue.Requeue(ctx, work)
+	queued, archived, err := s.Queue.Requeue(ctx, work)
+	if len(archived) > 0 {
+		revived, rerr := s.revive(ctx, archived)
+		queued += revived
+		err = errors.Join(err, rerr)
+	}
 	if queued > 0 && s.OnRequeued != nil {
 		s.OnRequeued(queued)
 	}
@@ -71,4 +87,14 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		s.Log.Info("recovery sweep queued lost work", "queued", queued, "owed", len(work))
 	}
 	return queued, err
+}
+
+// revive queues afresh the archived work that Postgres still owes.
+func (s *Sweeper) revive(ctx context.Context, archived []endcall.Work) (int, error) {
+	owed, err := s.Store.StillOwed(ctx, archived)
+	if err != nil || len(owed) == 0 {
+		return 0, err
+	}
+	s.Log.Warn("owed work whose task is archived: its outcome was never recorded; queueing it afresh", "count", len(owed))
+	return s.Queue.Revive(ctx, owed)
 }

@@ -58,9 +58,9 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	tel := telephony(cfg, log)
-	enq := &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
+	enq := &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
 	m := metrics.New(inspector)
 	log.Info("starting", "mode", mode, "config", cfg)
 
