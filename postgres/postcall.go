@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/endcall/endcall"
 )
@@ -28,48 +26,25 @@ func (s *Store) Room(ctx context.Context, callID string) (name, status *string, 
 }
 
 // SetRoomStatus records the room deletion's outcome on a call whose room is
-// still pending; a repeated run changes nothing. It is an outcome commit
-// (see execOutcome).
+// still pending; a repeated run changes nothing. Its commit is not waited
+// for (see unflushed).
 func (s *Store) SetRoomStatus(ctx context.Context, callID, status string) error {
-	_, err := s.execOutcome(ctx, setRoomStatusSQL, callID, status)
+	_, err := s.pool.Exec(ctx, setRoomStatusSQL, callID, status)
 	return dbError(err)
 }
 
-const setRoomStatusSQL = `UPDATE calls SET room_status = $2, updated_at = now() WHERE id = $1 AND coalesce(room_status, '') = 'pending'`
+const setRoomStatusSQL = `UPDATE calls SET room_status = $2, updated_at = now() FROM ` + unflushed + `
+	WHERE id = $1 AND coalesce(room_status, '') = 'pending'`
 
-// execOutcome runs one statement that records the outcome of work already
-// done, and commits it without waiting for the WAL flush
-// (synchronous_commit off). Such a commit is visible at once and durable
-// within about wal_writer_delay; only a crash of Postgres itself can lose
-// it, and then the work reads as owed again and the sweeper queues it once
-// more (at least once, as webhooks are anyway). A commit that owes new work
-// is never made this way.
-func (s *Store) execOutcome(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	var b pgx.Batch
-	b.Queue("BEGIN")
-	b.Queue("SET LOCAL synchronous_commit = off")
-	b.Queue(sql, args...)
-	b.Queue("COMMIT")
-	br := s.pool.SendBatch(ctx, &b)
-	var tag, commit pgconn.CommandTag
-	_, err := br.Exec()
-	if err == nil {
-		_, err = br.Exec()
-	}
-	if err == nil {
-		tag, err = br.Exec()
-	}
-	if err == nil {
-		commit, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && commit.String() != "COMMIT" {
-		err = fmt.Errorf("the transaction did not commit (%s)", commit)
-	}
-	return tag, err
-}
+// unflushed, joined into the FROM of an UPDATE that records the outcome of
+// work already done, makes its commit skip waiting for the WAL flush
+// (synchronous_commit off for that statement's transaction alone), in the
+// one statement and round trip. Such a commit is visible at once and
+// durable within about wal_writer_delay; only a crash of Postgres itself
+// can lose it, and then the work reads as owed again and the sweeper queues
+// it once more (at least once, as webhooks are anyway). A commit that owes
+// new work is never made this way.
+const unflushed = `(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed`
 
 // CompleteAnalysis stores the analysis of a call whose analysis is pending
 // and, in the same commit, owes its call.analyzed deliveries, each with its

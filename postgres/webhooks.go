@@ -173,23 +173,24 @@ func (s *Store) FixDeliveryBody(ctx context.Context, id string, body []byte) ([]
 }
 
 // RecordAttempt appends an attempt to a delivery and sets its status; an
-// outcome commit (see execOutcome).
+// commit that is not waited for (see unflushed).
 func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) error {
 	raw, err := json.Marshal([]endcall.DeliveryAttempt{a})
 	if err != nil {
 		return err
 	}
-	_, err = s.execOutcome(ctx, `UPDATE webhook_deliveries SET attempts = attempts || $2::jsonb, status = $3,
+	_, err = s.pool.Exec(ctx, `UPDATE webhook_deliveries SET attempts = attempts || $2::jsonb, status = $3,
 		next_attempt_at = coalesce($4, next_attempt_at), updated_at = now()
-		WHERE id = $1`, id, raw, status, a.NextAttemptAt)
+		FROM `+unflushed+` WHERE id = $1`, id, raw, status, a.NextAttemptAt)
 	return dbError(err)
 }
 
 // FailDelivery ends a pending delivery without an attempt (its endpoint is
-// disabled or deleted); an outcome commit (see execOutcome).
+// disabled or deleted), in a commit that is not waited for (see unflushed).
 func (s *Store) FailDelivery(ctx context.Context, id string) error {
-	_, err := s.execOutcome(ctx, failDeliverySQL, id)
+	_, err := s.pool.Exec(ctx, failDeliverySQL, id)
 	return dbError(err)
 }
 
-const failDeliverySQL = `UPDATE webhook_deliveries SET status = 'failed', updated_at = now() WHERE id = $1 AND coalesce(status, '') = 'pending'`
+const failDeliverySQL = `UPDATE webhook_deliveries SET status = 'failed', updated_at = now() FROM ` + unflushed + `
+	WHERE id = $1 AND coalesce(status, '') = 'pending'`
