@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,25 @@ func goTool() string {
 		return g
 	}
 	return "go"
+}
+
+// apiKey is what `endcall apikey create` prints.
+type apiKey struct {
+	WorkspaceID string `json:"workspace_id"`
+	APIKey      string `json:"api_key"`
+}
+
+// createAPIKey creates a workspace and its API key with the endcall binary.
+func createAPIKey(ctx context.Context, bin string, env []string, workspace string) (apiKey, error) {
+	var created apiKey
+	out, err := command(ctx, bin, env, "apikey", "create", "--workspace", workspace)
+	if err != nil {
+		return created, err
+	}
+	if err := json.Unmarshal(out, &created); err != nil {
+		return created, fmt.Errorf("apikey create printed %q: %v", out, err)
+	}
+	return created, nil
 }
 
 // command runs one endcall subcommand to completion and returns its stdout.

@@ -189,16 +189,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if _, err := command(ctx, e.bin, e.baseEnv(), "migrate"); err != nil {
 		return err
 	}
-	out, err := command(ctx, e.bin, e.baseEnv(), "apikey", "create", "--workspace", "bench")
+	created, err := createAPIKey(ctx, e.bin, e.baseEnv(), "bench")
 	if err != nil {
 		return err
-	}
-	var created struct {
-		WorkspaceID string `json:"workspace_id"`
-		APIKey      string `json:"api_key"`
-	}
-	if err := json.Unmarshal(out, &created); err != nil {
-		return fmt.Errorf("apikey create printed %q: %v", out, err)
 	}
 	e.ws, e.key = created.WorkspaceID, created.APIKey
 

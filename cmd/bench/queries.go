@@ -241,15 +241,8 @@ func (c *capture) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndDat
 // calls, with the plans of their statements checked for sequential scans
 // of calls.
 func (b *bench) queries(ctx context.Context) error {
-	out, err := command(ctx, b.bin, b.baseEnv(), "apikey", "create", "--workspace", "history")
+	created, err := createAPIKey(ctx, b.bin, b.baseEnv(), "history")
 	if err != nil {
-		return err
-	}
-	var created struct {
-		WorkspaceID string `json:"workspace_id"`
-		APIKey      string `json:"api_key"`
-	}
-	if err := json.Unmarshal(out, &created); err != nil {
 		return err
 	}
 	t0 := time.Now()
