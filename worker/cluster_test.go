@@ -42,7 +42,7 @@ func startRedisCluster(t *testing.T) []string {
 	dir := t.TempDir()
 	var addrs []string
 	for i := range 3 {
-		port, busPort := freePort(t), freePort(t)
+		port, busPort := testenv.FreePort(t), testenv.FreePort(t)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		logPath := filepath.Join(dir, fmt.Sprintf("node%d.log", i))
 		// Not daemonized, so that the test owns the process and kills it.

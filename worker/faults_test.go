@@ -39,7 +39,7 @@ func startRedis(t *testing.T) *redisServer {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not installed (make test installs it): %v", err)
 	}
-	r := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
+	r := &redisServer{t: t, port: testenv.FreePort(t), dir: t.TempDir()}
 	r.start()
 	t.Cleanup(r.stop)
 	return r
@@ -69,16 +69,6 @@ func (r *redisServer) stop() {
 		r.cmd.Wait()
 		r.cmd = nil
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func TestRedisDownWhileCallsEndThenBackEmptyLosesNothing(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -75,13 +74,13 @@ func TestMigrateAPIKeyAndServe(t *testing.T) {
 		t.Errorf("apikey create printed more than one line: %q", stdout.String())
 	}
 
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	vars["HTTP_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- run(runCtx, []string{"all"}, env(vars), &stdout, &stderr) }()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitHealthy(t, base+"/healthz", done)
+	waitUp(t, base+"/healthz", done)
 	res, err := http.Get(base + "/readyz")
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("readyz: %v %v", res, err)
@@ -132,36 +131,6 @@ func TestServeRefusesUnmigratedDatabase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "endcall migrate") {
 		t.Fatalf("got %v, want a refusal naming `endcall migrate`", err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func waitHealthy(t *testing.T, url string, done <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			t.Fatalf("process exited early: %v", err)
-		default:
-		}
-		if res, err := http.Get(url); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never answered 200", url)
 }
 
 // endACall registers a phone number and a call through the API and ends it.

@@ -97,7 +97,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	defer hookGate.release()
 	defer twilioGate.release()
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	environ := []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL, "HTTP_ADDR=" + addr,
 		"TWILIO_API_BASE_URL=" + fake.URL(), "TWILIO_ACCOUNT_SID=" + account, "TWILIO_AUTH_TOKEN=" + token,
 		"PROVIDER_TIMEOUT=30s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "WEBHOOK_RETRY_SCHEDULE=1s",
