@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/endcall/endcall"
@@ -190,19 +191,13 @@ func TestQueryCallsSearch(t *testing.T) {
 		{"Refund", "%refund%", []string{"busy"}},
 		{"zebra", "%zebra%", nil},
 	} {
-		var want []string
-		rows, err := pool.Query(context.Background(), `SELECT id FROM calls WHERE workspace_id = $1
+		rows, _ := pool.Query(context.Background(), `SELECT id::text FROM calls WHERE workspace_id = $1
 			AND (notes ILIKE $2 OR transcript ILIKE $2 OR call_feedback ILIKE $2 OR call_to ILIKE $2)
 			AND ($3::text[] IS NULL OR call_status = ANY ($3)) ORDER BY created_at DESC, id DESC`, a, tc.like, tc.statuses)
+		want, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			t.Fatal(err)
 		}
-		for rows.Next() {
-			var id string
-			rows.Scan(&id)
-			want = append(want, id)
-		}
-		rows.Close()
 		for _, perPage := range []int{10, 100} {
 			var got []string
 			for page := 0; ; page++ {
@@ -253,19 +248,13 @@ func TestQueryCallsStartedRange(t *testing.T) {
 		{day(2), day(4)}, {day(-10), day(1)}, {day(3), nil}, {nil, day(2)}, {day(8), day(20)}, {day(30), day(40)},
 	} {
 		for _, desc := range []bool{true, false} {
-			var want []string
-			rows, err := pool.Query(context.Background(), `SELECT id FROM calls WHERE workspace_id = $1
+			rows, _ := pool.Query(context.Background(), `SELECT id::text FROM calls WHERE workspace_id = $1
 				AND ($2::timestamptz IS NULL OR started_at >= $2) AND ($3::timestamptz IS NULL OR started_at < $3)
 				ORDER BY created_at, id`, ws, r.from, r.before)
+			want, err := pgx.CollectRows(rows, pgx.RowTo[string])
 			if err != nil {
 				t.Fatal(err)
 			}
-			for rows.Next() {
-				var id string
-				rows.Scan(&id)
-				want = append(want, id)
-			}
-			rows.Close()
 			if desc {
 				slices.Reverse(want)
 			}
