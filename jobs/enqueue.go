@@ -51,10 +51,10 @@ const enqueueConcurrency = 8
 
 // Requeue is Enqueue for the sweeper, whose work Postgres records as owed.
 // It counts the tasks that were not already present: work that had been
-// lost. With an Inspector it also returns the work whose present task is
-// archived: a task archives when its retries run out, and one whose handler
-// could not record the outcome (Postgres down for longer than the retry
-// schedule) leaves the work owed for good (see Revive).
+// lost. With an Inspector it also returns the work whose present task
+// archived because its retries ran out on an outage (see MarkOutage):
+// its handler could not record an outcome, so the work stays owed for good
+// unless it is queued afresh (see Revive).
 func (e *Enqueuer) Requeue(ctx context.Context, work []endcall.Work) (queued int, archived []endcall.Work, err error) {
 	return e.requeue(ctx, work, e.Inspector != nil)
 }
@@ -104,7 +104,7 @@ func (e *Enqueuer) requeue(ctx context.Context, work []endcall.Work, inspect boo
 
 // enqueue queues one piece of work; ok is false when its task was already
 // present, which is not an error. With inspect, archived says whether that
-// present task is archived.
+// present task archived on an outage.
 func (e *Enqueuer) enqueue(ctx context.Context, w endcall.Work, inspect bool) (ok, archived bool, err error) {
 	task, err := e.Task(w)
 	if err != nil {
@@ -124,20 +124,36 @@ func (e *Enqueuer) enqueue(ctx context.Context, w endcall.Work, inspect bool) (o
 		} else if err != nil {
 			return false, false, fmt.Errorf("inspect %s: %w", taskID(w), err)
 		}
-		return false, info.State == asynq.TaskStateArchived, nil
+		return false, revivable(info), nil
 	}
 	return false, false, fmt.Errorf("enqueue %s: %w", task.Type(), err)
+}
+
+// revivable reports whether a task archived because its retries ran out
+// on an outage: one archived for any other reason stays archived, visible
+// and re-runnable in the dashboard.
+func revivable(info *asynq.TaskInfo) bool {
+	return info.State == asynq.TaskStateArchived && failedOnOutage(info.LastErr)
 }
 
 // Revive deletes the archived tasks of work and queues the work afresh,
 // with a full retry budget, and returns how many it queued. The caller must
 // have seen the work still owed after it saw the task archived: a handler
 // records its final outcome before its task archives, so such work was
-// truly never recorded as done or failed.
+// truly never recorded as done or failed. Each task is looked at again just
+// before it is deleted, so that a task another sweeper revived meanwhile is
+// left alone.
 func (e *Enqueuer) Revive(ctx context.Context, work []endcall.Work) (int, error) {
 	var errs []error
 	revived := 0
 	for _, w := range work {
+		info, err := e.Inspector.GetTaskInfo(queueOf(w.Kind), taskID(w))
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			errs = append(errs, fmt.Errorf("inspect %s: %w", taskID(w), err))
+			continue
+		} else if err == nil && !revivable(info) {
+			continue
+		}
 		if err := e.Inspector.DeleteTask(queueOf(w.Kind), taskID(w)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			errs = append(errs, fmt.Errorf("delete archived %s: %w", taskID(w), err))
 			continue

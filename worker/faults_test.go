@@ -20,9 +20,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/analysis"
 	"github.com/endcall/endcall/internal/testenv"
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/postgres"
+	"github.com/endcall/endcall/worker"
 )
 
 // redisServer is a private redis-server process that a test may stop and
@@ -392,14 +394,18 @@ func TestPostgresCrashMidPipelineLosesNothing(t *testing.T) {
 		len(rc.requests()), 2*n, len(p.rooms.deleted()), n)
 }
 
-// A task archives when its retries run out. If its handler could not record
-// the outcome all that time (Postgres down for longer than the schedule),
-// Postgres still owes the work, and the sweeper must queue it afresh. A
-// delivery that fails for good while the sweeper looks is left archived,
-// for the dashboard.
+// A task archives when its retries run out. If they ran out on an outage
+// (the database down for longer than the schedule), its handler could not
+// record an outcome and Postgres still owes the work: the sweeper must queue
+// it afresh. A task archived for any other reason stays archived for the
+// dashboard, and so does one whose delivery fails for good while the
+// sweeper looks.
 func TestArchivedOwedWorkIsRevived(t *testing.T) {
 	t.Parallel()
-	p := setupPipeline(t, func(o *pipelineOptions) { o.noWorker = true })
+	p := setupPipeline(t, func(o *pipelineOptions) {
+		o.noWorker = true
+		o.schedule = []time.Duration{100 * time.Millisecond} // one retry
+	})
 	rc := newReceiver(t, nil)
 	_, secret := p.subscribe(rc.srv.URL, "call.ended")
 	c := p.endCall(nil)
@@ -410,20 +416,31 @@ func TestArchivedOwedWorkIsRevived(t *testing.T) {
 	}
 	insp := asynq.NewInspector(p.redis)
 	defer insp.Close()
-	for _, task := range []struct{ queue, id string }{{jobs.QueueWebhooks, "deliver:" + deliveryID}, {jobs.QueueDefault, "room:" + c.ID}} {
-		if err := insp.ArchiveTask(task.queue, task.id); err != nil {
-			t.Fatalf("archive %s: %v", task.id, err)
+	state := func(queue, id string) string {
+		info, err := insp.GetTaskInfo(queue, id)
+		if err != nil {
+			return err.Error()
 		}
+		return info.State.String()
 	}
-	if n, err := p.sweeper().Sweep(ctx); err != nil || n != 2 {
-		t.Fatalf("sweep: queued %d, %v; want the delivery and the room, not the analysis still queued", n, err)
+	deliverTask := "deliver:" + deliveryID
+	// The room's task archives for a reason other than an outage.
+	if err := insp.ArchiveTask(jobs.QueueDefault, "room:"+c.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.archiveOnOutage(deliverTask)
+
+	if n, err := p.sweeper().Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep: queued %d, %v; want the delivery alone", n, err)
+	}
+	if got := state(jobs.QueueDefault, "room:"+c.ID); got != "archived" {
+		t.Errorf("the room's task is %s; want it left archived", got)
 	}
 	p.startWorker()
-	waitFor(t, 10*time.Second, "the revived work done", func() bool {
-		got, err := p.store.CallByID(ctx, c.ID)
+	waitFor(t, 10*time.Second, "the revived delivery", func() bool {
 		var status string
 		p.pool.QueryRow(ctx, `SELECT status FROM webhook_deliveries WHERE id = $1`, deliveryID).Scan(&status)
-		return err == nil && *got.RoomStatus == "deleted" && status == "succeeded" && len(rc.requests()) == 1
+		return status == "succeeded" && len(rc.requests()) == 1
 	})
 	verify(t, secret, rc.requests()[0])
 
@@ -440,9 +457,7 @@ func TestArchivedOwedWorkIsRevived(t *testing.T) {
 	if _, err := p.enq.Client.Enqueue(task); err != nil {
 		t.Fatal(err)
 	}
-	if err := insp.ArchiveTask(jobs.QueueWebhooks, "deliver:"+deliveryID); err != nil {
-		t.Fatal(err)
-	}
+	p.archiveOnOutage(deliverTask)
 	sweeper := p.sweeper()
 	sweeper.Store = racingStore{Store: p.store, after: func() {
 		if _, err := p.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed' WHERE id = $1`, deliveryID); err != nil {
@@ -452,14 +467,47 @@ func TestArchivedOwedWorkIsRevived(t *testing.T) {
 	if n, err := sweeper.Sweep(ctx); err != nil || n != 0 {
 		t.Errorf("sweep: queued %d, %v; want nothing: the delivery failed for good", n, err)
 	}
-	if info, err := insp.GetTaskInfo(jobs.QueueWebhooks, "deliver:"+deliveryID); err != nil || info.State != asynq.TaskStateArchived {
-		state := "gone"
-		if info != nil {
-			state = info.State.String()
-		}
-		t.Errorf("the failed delivery's task is %s (%v); want it archived, for the dashboard", state, err)
+	if got := state(jobs.QueueWebhooks, deliverTask); got != "archived" {
+		t.Errorf("the failed delivery's task is %s; want it left archived, for the dashboard", got)
 	}
 }
+
+// archiveOnOutage runs a worker whose deliveries meet an unavailable
+// database until the delivery task id archives, its retries spent.
+func (p *pipeline) archiveOnOutage(id string) {
+	p.t.Helper()
+	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 2, ShutdownTimeout: time.Second, Log: p.log})
+	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: databaseDown{}, Schedule: p.opts.schedule, Log: p.log})
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: analysis.Builtin{}, Queue: p.enq, Log: p.log})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	insp := asynq.NewInspector(p.redis)
+	defer insp.Close()
+	waitFor(p.t, 20*time.Second, id+" archived on the outage", func() bool {
+		info, err := insp.GetTaskInfo(jobs.QueueWebhooks, id)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+}
+
+// databaseDown is a delivery store whose database is unavailable.
+type databaseDown struct{}
+
+var errDown = endcall.Errorf(endcall.EUNAVAILABLE, "The database is unavailable; try again shortly.")
+
+func (databaseDown) DeliveryJob(context.Context, string) (*endcall.DeliveryJob, error) {
+	return nil, errDown
+}
+func (databaseDown) CallByID(context.Context, string) (*endcall.Call, error) { return nil, errDown }
+func (databaseDown) FixDeliveryBody(context.Context, string, []byte) ([]byte, error) {
+	return nil, errDown
+}
+func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, string) error {
+	return errDown
+}
+func (databaseDown) FailDelivery(context.Context, string) error    { return errDown }
+func (databaseDown) DisableEndpoint(context.Context, string) error { return errDown }
 
 // racingStore runs after once OwedWork has read what is owed.
 type racingStore struct {

@@ -27,16 +27,17 @@ type Requeuer interface {
 // the process died between commit and enqueue) or that Redis lost. Several
 // sweepers may run: deterministic task IDs make a second enqueue a no-op.
 //
-// Work whose task is archived while Postgres still owes it is revived: its
-// retries ran out while its handler could not record an outcome (Postgres
-// was down for longer than the retry schedule). Postgres is asked again
-// after Redis said "archived", since a handler records its final outcome
-// before asynq archives its task: what is owed after that was never recorded.
+// Work whose task archived on an outage while Postgres still owes it is
+// revived: its retries ran out while its handler could not record an
+// outcome (Postgres down for longer than the retry schedule). Postgres is
+// asked again after Redis said "archived", since a handler records its final
+// outcome before asynq archives its task: what is owed after that was never
+// recorded. A task archived for any other reason stays, for the dashboard.
 //
-// Outcomes are committed without waiting for the WAL flush, so a crash of
-// Postgres can also lose the record of work that was done: that work reads
-// as owed again, its finished task is gone from Redis, and the sweeper
-// queues it once more (at least once, like every webhook).
+// Room and delivery outcomes are committed without waiting for the WAL
+// flush, so a crash of Postgres can also lose the record of work that was
+// done: that work reads as owed again, its finished task is gone from Redis,
+// and the sweeper queues it once more (at least once, like every webhook).
 type Sweeper struct {
 	Store    OwedWorkStore
 	Queue    Requeuer

@@ -107,11 +107,12 @@ func backoff(base time.Duration, n int, max time.Duration) time.Duration {
 }
 
 // logTask writes one structured line per task with its type, call id,
-// outcome and latency.
+// outcome and latency. It also marks an error caused by an outage, so that
+// the sweeper can tell a task archived on one (jobs.MarkOutage).
 func (w *Worker) logTask(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		start := time.Now()
-		err := next.ProcessTask(ctx, t)
+		err := jobs.MarkOutage(next.ProcessTask(ctx, t))
 		id, _ := asynq.GetTaskID(ctx)
 		retried, _ := asynq.GetRetryCount(ctx)
 		attrs := []slog.Attr{slog.String("type", t.Type()), slog.String("task_id", id),
