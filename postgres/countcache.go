@@ -22,9 +22,10 @@ const (
 	CountCacheTTL = 10 * time.Second
 	// countCacheSize bounds the totals kept.
 	countCacheSize = 1024
-	// countTimeout bounds a count, which runs detached from the request
-	// that started it (others may be waiting for it).
-	countTimeout = 30 * time.Second
+	// countTimeout bounds a shared count, which runs detached from the
+	// request that started it (others may be waiting for it); a million
+	// calls count in well under a second.
+	countTimeout = 10 * time.Second
 )
 
 // countCache keeps the exact totals of GET /v1/calls/query that were
@@ -99,9 +100,9 @@ func (c *countCache) put(key string, total int, started, now time.Time) {
 // the same key while a count runs share it. A shared result that turns
 // out small is counted again by each caller that did not start it, so that
 // a small total is always counted after the request arrived; a large one
-// is at most as old as the count, well within ttl. The count runs
+// is at most as old as the count, well within ttl. The shared count runs
 // detached from ctx, so that one caller going away does not fail the
-// others; ctx still bounds how long this caller waits.
+// others; ctx still bounds how long this caller waits, and its own recount.
 func (c *countCache) count(ctx context.Context, key string, now func() time.Time,
 	run func(context.Context) (int, error)) (int, error) {
 	if total, ok := c.get(key, now()); ok {
@@ -131,7 +132,7 @@ func (c *countCache) count(ctx context.Context, key string, now func() time.Time
 		}
 		total := r.Val.(int)
 		if !led && total <= c.threshold {
-			return detached()
+			return run(ctx) // this caller's own count: bound to its request
 		}
 		return total, nil
 	}

@@ -26,7 +26,9 @@ var sqlOperators = map[string]string{
 }
 
 // callQuery is the SQL of one CallQuery: the page and the count share the
-// WHERE clause and its arguments.
+// arguments and the WHERE clause, to which the page may add conditions
+// that steer its plan (pageWhere, walkWhere) and which a search alone
+// counts in call_search (searchWhere).
 type callQuery struct {
 	where string
 	args  []any
@@ -268,7 +270,8 @@ const querySettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_pla
 // 10,000 calls is kept for up to 10 seconds (countCache) and reused by any
 // query of the workspace with the same filters, whatever its page or sort:
 // counting a million calls takes about 80 ms, a page well under one.
-// Identical counts in flight at once run once.
+// Identical counts in flight at once run once (a small total is counted
+// again for each request that joined another's count).
 //
 // Each statement runs in a read-only transaction that forces custom
 // plans: the best plan depends on the values (one workspace may hold most
@@ -325,8 +328,9 @@ func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall
 		})
 	}
 	offset := q.Page * q.PerPage
-	if cq.probe != "" {
-		err = page(cq.walkSQL(q.PerPage, offset, walkBudget(offset+q.PerPage)))
+	// The walk cannot fill a page that ends beyond its budget.
+	if end := offset + q.PerPage; cq.probe != "" && end <= walkBudget(end) {
+		err = page(cq.walkSQL(q.PerPage, offset, walkBudget(end)))
 	}
 	if err == nil && (cq.probe == "" || len(calls) < q.PerPage) {
 		err = page(cq.pageSQL(q.PerPage, offset))
