@@ -40,7 +40,8 @@ type Enqueuer struct {
 var _ endcall.Queue = (*Enqueuer)(nil)
 
 // Enqueue queues each piece of work once. A task ID already present means the
-// work is queued, running or waiting for a retry, which is success.
+// work is queued, running, waiting for a retry or archived (the sweeper
+// revives it if it archived on an outage), which is success.
 func (e *Enqueuer) Enqueue(ctx context.Context, work []endcall.Work) error {
 	_, _, err := e.requeue(ctx, work, false)
 	return err
@@ -170,8 +171,8 @@ func (e *Enqueuer) Revive(ctx context.Context, work []endcall.Work) (int, error)
 }
 
 // taskID is the deterministic task ID of a piece of owed work: while its
-// task is queued, running or waiting for a retry, queueing the work again is
-// refused.
+// task is queued, running, waiting for a retry or archived, queueing the
+// work again is refused.
 func taskID(w endcall.Work) string {
 	switch w.Kind {
 	case endcall.WorkHangup:

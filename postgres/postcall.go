@@ -174,10 +174,14 @@ const pendingAnalyzedSQL = `SELECT ARRAY(SELECT id FROM webhook_deliveries
 //
 // It reads the partial "owed" indexes (calls_owed_work,
 // webhook_deliveries_due). Statements that look up one row elsewhere test
-// the owed state as coalesce(col, ”) = 'pending': with a plain
-// col = 'pending' the planner may pick those indexes, whose statistics lag
-// behind a growing backlog, and walk all owed work to update one row (939
-// buffers a room update in make bench's (b), against 2 by primary key).
+// the owed state as
+//
+//	coalesce(col, '') = 'pending'
+//
+// because with a plain col = 'pending' the planner may pick those indexes,
+// whose statistics lag behind a growing backlog, and walk all owed work to
+// update one row (939 buffers a room update in make bench's (b), against 2
+// by primary key).
 func (s *Store) OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error) {
 	rows, err := s.pool.Query(ctx, `
 		(SELECT 'hangup', id::text, '' FROM calls

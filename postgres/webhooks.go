@@ -172,7 +172,7 @@ func (s *Store) FixDeliveryBody(ctx context.Context, id string, body []byte) ([]
 	return stored, dbError(err)
 }
 
-// RecordAttempt appends an attempt to a delivery and sets its status; an
+// RecordAttempt appends an attempt to a delivery and sets its status, in a
 // commit that is not waited for (see unflushed).
 func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) error {
 	raw, err := json.Marshal([]endcall.DeliveryAttempt{a})
