@@ -48,12 +48,30 @@ type LockedCall struct {
 
 // EndStore is the persistence the end path needs.
 type EndStore interface {
-	// EndCall locks the call and, when it is active, calls decide (which may
-	// make the provider hangup: concurrent ends wait on the lock) and commits
-	// the ending with all owed work in one transaction. When the call has
-	// already ended, decide is not called and ended is false.
-	EndCall(ctx context.Context, workspaceID, callID string,
-		decide func(ctx context.Context, c LockedCall) (Ending, error)) (call *Call, work []Work, ended bool, err error)
+	// EndCalls ends a batch of calls in one transaction: it locks their
+	// rows, calls decide for each one still active (concurrently; decide
+	// may make the provider hangup, and concurrent ends of a call wait on
+	// its lock) and commits every ending with all its owed work in one
+	// commit. A call that has already ended is not decided and is returned
+	// as found. A target named twice is ended once; the copy reads as
+	// already ended. The outcomes are in the order of targets.
+	EndCalls(ctx context.Context, targets []EndTarget,
+		decide func(ctx context.Context, i int, c LockedCall) (Ending, error)) []EndOutcome
+}
+
+// EndTarget is a call to end, named with its workspace.
+type EndTarget struct {
+	WorkspaceID string
+	CallID      string
+}
+
+// EndOutcome is what EndCalls did with one target: ended it (Call as
+// stored, Work owed), found it already ended (Call as found), or Err.
+type EndOutcome struct {
+	Call  *Call
+	Work  []Work
+	Ended bool
+	Err   error
 }
 
 // Telephony hangs calls up with the provider.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -80,28 +82,32 @@ func notFound(err error, what string) error {
 	return err
 }
 
-// EndCallSQL ends a locked active call and records what it owes, all in one
-// statement: the call.ended deliveries of every subscribed endpoint are
-// created here, with their body ($9), so the work exists the moment the end
-// commits. Every value it writes is a parameter (see endedCall). Exported so
-// that the benchmark's floor runs exactly this statement.
-const EndCallSQL = `
-WITH ended AS (
-	UPDATE calls SET ended_at = $3, updated_at = $3, disconnect_reason = $4, call_status = $5,
-		provider_hangup_status = $6, call_duration = $7, room_status = $8, analysis_status = 'pending'
-	WHERE id = $1
-	RETURNING id
+// endCallsSQL ends a batch of locked active calls and records what they owe,
+// all in one statement: the call.ended deliveries of every subscribed
+// endpoint are created here, with their body, so the work exists the moment
+// the end commits. Every value it writes is a parameter, one array element
+// per call (see endedCall).
+const endCallsSQL = `
+WITH input AS (
+	SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::bytea[])
+		AS i(id, at, reason, status, hangup, duration, room, body)
+), ended AS (
+	UPDATE calls c SET ended_at = i.at, updated_at = i.at, disconnect_reason = i.reason, call_status = i.status,
+		provider_hangup_status = i.hangup, call_duration = i.duration, room_status = i.room, analysis_status = 'pending'
+	FROM input i
+	WHERE c.id = i.id
+	RETURNING c.id, c.workspace_id, i.at, i.body
 ), deliveries AS (
 	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
-	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $9, $3, $3, $3
-	FROM webhook_endpoints e
-	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
+	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, x.id, 'call.ended', x.body, x.at, x.at, x.at
+	FROM ended x JOIN webhook_endpoints e ON e.workspace_id = x.workspace_id
+	WHERE e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
 	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
-	RETURNING id
+	RETURNING id, call_id
 )
-SELECT ARRAY(SELECT id FROM deliveries) FROM ended`
+SELECT x.id::text, ARRAY(SELECT d.id FROM deliveries d WHERE d.call_id = x.id) FROM ended x`
 
-// endedCall returns the locked call c as EndCallSQL leaves it when ended as
+// endedCall returns the locked call c as endCallsSQL leaves it when ended as
 // e at at: the update writes exactly these values, and the row lock keeps
 // every other column as it was read, so this is the stored row without
 // reading it back. at must be in UTC and whole microseconds, as stored.
@@ -121,25 +127,76 @@ func endedCall(c *endcall.Call, e endcall.Ending, at time.Time) *endcall.Call {
 	return &out
 }
 
-// lockCallSQL locks an active call of the workspace for its end and reads
-// it with its phone number's BYOT credentials, and whether any endpoint is
-// subscribed to call.ended (then the end builds the deliveries' body).
-const lockCallSQL = `SELECT ` + callColumns + `, p.twilio_account_sid, p.twilio_auth_token_enc,
+// lockCallsSQL locks the calls of a batch of (id, workspace) pairs for their
+// end, in id order so that two batches sharing calls cannot deadlock, and
+// reads each with its phone number's BYOT credentials and whether any
+// endpoint is subscribed to call.ended (then the end builds the deliveries'
+// body). A pair whose call is missing or in another workspace has no row.
+const lockCallsSQL = `SELECT ` + callColumns + `, p.twilio_account_sid, p.twilio_auth_token_enc,
 	EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.workspace_id = c.workspace_id
 		AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events))
-	FROM calls c LEFT JOIN phone_numbers p ON p.id = c.phone_number_id
-	WHERE c.id = $1 AND c.workspace_id = $2 FOR UPDATE OF c`
+	FROM unnest($1::uuid[], $2::uuid[]) AS t(id, workspace_id)
+	JOIN calls c ON c.id = t.id AND c.workspace_id = t.workspace_id
+	LEFT JOIN phone_numbers p ON p.id = c.phone_number_id
+	ORDER BY c.id
+	FOR UPDATE OF c`
 
-// EndCall implements endcall.EndStore: one transaction, one commit, in two
-// round trips: BEGIN goes with the row lock, COMMIT with the update. An
-// update that fails makes the server skip the COMMIT queued behind it, and
-// the transaction is rolled back, as with separate statements. The ended
-// call is not read back: endedCall computes it from the locked row.
-func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
-	decide func(context.Context, endcall.LockedCall) (endcall.Ending, error)) (*endcall.Call, []endcall.Work, bool, error) {
+// locked is a call of a batch under lock, and what its end needs.
+type locked struct {
+	call       *endcall.Call
+	creds      *endcall.ProviderCredentials
+	credsErr   error
+	subscribed bool
+}
+
+// EndCalls implements endcall.EndStore: one transaction and one commit for
+// the whole batch, in two round trips: BEGIN goes with the row locks, COMMIT
+// with the update. The ended calls are not read back: endedCall computes
+// them from the locked rows.
+func (s *Store) EndCalls(ctx context.Context, targets []endcall.EndTarget,
+	decide func(context.Context, int, endcall.LockedCall) (endcall.Ending, error)) []endcall.EndOutcome {
+	outs := make([]endcall.EndOutcome, len(targets))
+	// A target named twice is ended once: the copies share the first's
+	// outcome, as it had already ended by the time they would have looked.
+	first := make(map[endcall.EndTarget]int, len(targets))
+	var ids, workspaces []string
+	for i, t := range targets {
+		if _, dup := first[t]; dup {
+			continue
+		}
+		first[t] = i
+		// An ID that is not a UUID would fail the whole batch's statement.
+		if uuid.Validate(t.CallID) != nil || uuid.Validate(t.WorkspaceID) != nil {
+			outs[i].Err = endcall.Errorf(endcall.ENOTFOUND, "call not found")
+			continue
+		}
+		ids, workspaces = append(ids, t.CallID), append(workspaces, t.WorkspaceID)
+	}
+	if len(ids) > 0 {
+		s.endCalls(ctx, targets, first, ids, workspaces, outs, decide)
+	}
+	for i, t := range targets {
+		if j := first[t]; j != i {
+			outs[i] = outs[j]
+			outs[i].Ended, outs[i].Work = false, nil
+		}
+	}
+	return outs
+}
+
+func (s *Store) endCalls(ctx context.Context, targets []endcall.EndTarget, first map[endcall.EndTarget]int, ids, workspaces []string,
+	outs []endcall.EndOutcome, decide func(context.Context, int, endcall.LockedCall) (endcall.Ending, error)) {
+	fail := func(err error) {
+		for _, i := range first {
+			if outs[i].Err == nil && outs[i].Call == nil {
+				outs[i].Err = err
+			}
+		}
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, nil, false, dbError(err)
+		fail(dbError(err))
+		return
 	}
 	defer conn.Release()
 	// Whatever happened, the connection goes back to the pool outside a
@@ -150,57 +207,175 @@ func (s *Store) EndCall(ctx context.Context, workspaceID, callID string,
 		}
 	}()
 
-	var accountSID *string
-	var sealedToken []byte
-	var subscribed bool
+	lockedCalls, err := s.lockCalls(ctx, conn, ids, workspaces)
+	if err != nil {
+		fail(dbError(err))
+		return
+	}
+	var wg sync.WaitGroup
+	endings := make([]*endcall.Ending, len(targets))
+	for t, i := range first {
+		if outs[i].Err != nil {
+			continue
+		}
+		l, ok := lockedCalls[t]
+		switch {
+		case !ok:
+			outs[i].Err = endcall.Errorf(endcall.ENOTFOUND, "call not found")
+		case l.call.EndedAt != nil || !endcall.IsActive(l.call.CallStatus):
+			outs[i].Call = l.call
+		case l.credsErr != nil:
+			outs[i].Err = l.credsErr
+		default:
+			// The hangups of a batch overlap: the batch waits for its slowest
+			// one, not for their sum.
+			wg.Go(func() {
+				e, err := decide(ctx, i, endcall.LockedCall{Call: l.call, Credentials: l.creds})
+				if err != nil {
+					outs[i].Err = err
+					return
+				}
+				endings[i] = &e
+			})
+		}
+	}
+	wg.Wait()
+
+	var in endInput
+	var ended []int
+	for t, i := range first {
+		e := endings[i]
+		if e == nil {
+			continue
+		}
+		l := lockedCalls[t]
+		at := e.At.UTC().Truncate(time.Microsecond)
+		call := endedCall(l.call, *e, at)
+		// The call.ended body is fixed now, in the end's own commit, so that
+		// no delivery needs a commit of its own to fix it before its first
+		// attempt.
+		var body []byte
+		if l.subscribed {
+			if body, err = endcall.EventBody(endcall.EventCallEnded, at, call); err != nil {
+				outs[i].Err = err
+				continue
+			}
+		}
+		in.add(call, *e, at, body)
+		outs[i].Call = call
+		ended = append(ended, i)
+	}
+	if len(ended) == 0 {
+		return
+	}
+	deliveries, err := in.commit(ctx, conn)
+	if err != nil {
+		err = dbError(err)
+		for _, i := range ended {
+			outs[i] = endcall.EndOutcome{Err: err}
+		}
+		return
+	}
+	for _, i := range ended {
+		outs[i].Ended = true
+		outs[i].Work = owedWork(outs[i].Call, deliveries[outs[i].Call.ID])
+	}
+}
+
+// lockCalls begins the transaction and locks the batch's calls, keyed by
+// (workspace, call).
+func (s *Store) lockCalls(ctx context.Context, conn *pgxpool.Conn, ids, workspaces []string) (map[endcall.EndTarget]locked, error) {
 	var lock pgx.Batch
 	lock.Queue("BEGIN")
-	lock.Queue(lockCallSQL, callID, workspaceID)
+	lock.Queue(lockCallsSQL, ids, workspaces)
 	br := conn.SendBatch(ctx, &lock)
-	_, err = br.Exec()
-	var call *endcall.Call
-	if err == nil {
-		call, err = scanCall(br.QueryRow(), &accountSID, &sealedToken, &subscribed)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, err
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, false, notFound(dbError(err), "call")
+		return nil, err
 	}
-	if call.EndedAt != nil || !endcall.IsActive(call.CallStatus) {
-		return call, nil, false, nil
-	}
-	locked := endcall.LockedCall{Call: call}
-	if accountSID != nil && sealedToken != nil {
-		creds, err := s.openCredentials(*accountSID, sealedToken)
-		if err != nil {
-			return nil, nil, false, err
+	out := make(map[endcall.EndTarget]locked, len(ids))
+	for rows.Next() {
+		var accountSID *string
+		var sealedToken []byte
+		var l locked
+		if l.call, err = scanCall(rows, &accountSID, &sealedToken, &l.subscribed); err != nil {
+			rows.Close()
+			return nil, err
 		}
-		locked.Credentials = creds
+		if accountSID != nil && sealedToken != nil {
+			l.creds, l.credsErr = s.openCredentials(*accountSID, sealedToken)
+		}
+		out[endcall.EndTarget{WorkspaceID: l.call.WorkspaceID, CallID: l.call.ID}] = l
 	}
-	ending, err := decide(ctx, locked)
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, br.Close()
+}
+
+// endInput is endCallsSQL's parameters: one array element per call.
+type endInput struct {
+	ids, reasons, statuses, hangups, rooms []string
+	ats                                    []time.Time
+	durations                              []int32
+	bodies                                 [][]byte
+}
+
+func (in *endInput) add(c *endcall.Call, e endcall.Ending, at time.Time, body []byte) {
+	in.ids = append(in.ids, c.ID)
+	in.ats = append(in.ats, at)
+	in.reasons = append(in.reasons, e.Reason)
+	in.statuses = append(in.statuses, e.Status)
+	in.hangups = append(in.hangups, e.HangupStatus)
+	in.durations = append(in.durations, int32(*c.CallDuration))
+	in.rooms = append(in.rooms, *c.RoomStatus)
+	in.bodies = append(in.bodies, body)
+}
+
+// commit runs endCallsSQL with the COMMIT behind it, in one round trip, and
+// returns the deliveries created per call. A failing statement makes the
+// server skip the COMMIT; the caller's deferred ROLLBACK then ends the
+// transaction.
+func (in *endInput) commit(ctx context.Context, conn *pgxpool.Conn) (map[string][]string, error) {
+	var b pgx.Batch
+	b.Queue(endCallsSQL, in.ids, in.ats, in.reasons, in.statuses, in.hangups, in.durations, in.rooms, in.bodies)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, &b)
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, false, err
+		return nil, err
 	}
-	at := ending.At.UTC().Truncate(time.Microsecond)
-	call = endedCall(call, ending, at)
-	// The call.ended body is fixed now, in the end's own commit, so that no
-	// delivery needs a commit of its own to fix it before its first attempt.
-	var body []byte
-	if subscribed {
-		if body, err = endcall.EventBody(endcall.EventCallEnded, at, call); err != nil {
-			return nil, nil, false, err
+	deliveries := make(map[string][]string, len(in.ids))
+	for rows.Next() {
+		var id string
+		var ds []string
+		if err := rows.Scan(&id, &ds); err != nil {
+			rows.Close()
+			return nil, err
 		}
+		deliveries[id] = ds
 	}
-	var deliveryIDs []string
-	var end pgx.Batch
-	end.Queue(EndCallSQL, callID, workspaceID, at, ending.Reason, ending.Status, ending.HangupStatus,
-		*call.CallDuration, *call.RoomStatus, body)
-	if err := commitWith(ctx, conn, &end, &deliveryIDs); err != nil {
-		return nil, nil, false, dbError(err)
+	if err := rows.Err(); err != nil {
+		return nil, err
 	}
-	return call, owedWork(call, deliveryIDs), true, nil
+	// Every call was locked, so every one is updated; anything else is a
+	// bug, and the batch must not commit half of it.
+	if len(deliveries) != len(in.ids) {
+		return nil, fmt.Errorf("ending %d calls updated %d", len(in.ids), len(deliveries))
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return nil, err
+	}
+	if tag.String() != "COMMIT" {
+		return nil, fmt.Errorf("the transaction did not commit (%s)", tag)
+	}
+	return deliveries, br.Close()
 }
 
 // owedWork lists the tasks that the just-committed end owes.
