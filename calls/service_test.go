@@ -1,0 +1,257 @@
+package calls
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/internal/testenv"
+	"github.com/endcall/endcall/jobs"
+	"github.com/endcall/endcall/postgres"
+	"github.com/endcall/endcall/twilio"
+	"github.com/endcall/endcall/twilio/twiliotest"
+)
+
+// batchSizes is the real store, noting the size of every batch it is given.
+type batchSizes struct {
+	endcall.EndStore
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *batchSizes) EndCalls(ctx context.Context, targets []endcall.EndTarget,
+	decide func(context.Context, int, endcall.LockedCall) (endcall.Ending, error)) []endcall.EndOutcome {
+	b.mu.Lock()
+	b.sizes = append(b.sizes, len(targets))
+	b.mu.Unlock()
+	return b.EndStore.EndCalls(ctx, targets, decide)
+}
+
+type bundle struct {
+	svc    *Service
+	store  *postgres.Store
+	sizes  *batchSizes
+	fake   *twiliotest.Server
+	other  *pgxpool.Pool // connections of the test's own, beside the store's small pool
+	ws     string
+	sid    string
+	phone  string
+	result chan endResult
+}
+
+type endResult struct {
+	callID string
+	res    endcall.EndResult
+	err    error
+}
+
+func newBundle(t *testing.T) *bundle {
+	t.Helper()
+	pool := testenv.DB(t)
+	b := &bundle{store: postgres.NewStore(pool, nil), fake: twiliotest.New(t), result: make(chan endResult, 64)}
+	other, err := pgxpool.New(context.Background(), pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	b.other = other
+	redis, err := asynq.ParseRedisURI(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(redis)
+	t.Cleanup(func() { client.Close() })
+	var token string
+	b.sid, token = b.fake.NewAccount()
+	b.sizes = &batchSizes{EndStore: b.store}
+	b.svc = &Service{Store: b.sizes, Queue: &jobs.Enqueuer{Client: client},
+		Telephony: twilio.New(twilio.Config{BaseURL: b.fake.URL(), AccountSID: b.sid, AuthToken: token, Timeout: 30 * time.Second}),
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)), ProviderTimeout: 30 * time.Second, EnqueueTimeout: 5 * time.Second}
+	ctx := context.Background()
+	if b.ws, _, err = b.store.CreateAPIKey(ctx, "w"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.store.CreatePhoneNumber(ctx, b.ws, "+15551110000", "twilio", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.phone = p.ID
+	return b
+}
+
+// newCall registers an in-progress call that the fake provider knows.
+func (b *bundle) newCall(t *testing.T) (id, sid string) {
+	t.Helper()
+	sid = b.fake.NewCall(b.sid, "in-progress")
+	now := time.Now().UTC()
+	c, err := b.store.CreateCall(context.Background(), &endcall.Call{WorkspaceID: b.ws, PhoneNumberID: &b.phone, CallSID: &sid,
+		CallProvider: "twilio", CallFrom: "+15551110000", CallTo: "+15552220000", CallDirection: "outbound",
+		CallStatus: endcall.StatusInProgress, StartedAt: &now, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ID, sid
+}
+
+// end ends a call in the background; its result arrives on b.result.
+func (b *bundle) end(id string) {
+	go func() {
+		res, err := b.svc.End(context.Background(), endcall.EndRequest{WorkspaceID: b.ws, CallID: id, Reason: "test", Trigger: endcall.TriggerAPI})
+		b.result <- endResult{id, res, err}
+	}()
+}
+
+// ended waits for n results and checks that each ended its call.
+func (b *bundle) ended(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case r := <-b.result:
+			if r.err != nil || r.res.AlreadyEnded {
+				t.Fatalf("end of %s: already ended %v, err %v", r.callID, r.res.AlreadyEnded, r.err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("an end did not finish")
+		}
+	}
+}
+
+// until polls cond until it holds (or fails the test after 10 s).
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+// lockWaits counts the database's transactions waiting on a row lock.
+func (b *bundle) lockWaits(t *testing.T) int {
+	var n int
+	if err := b.other.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestEndsWaitingForATransactionShareOne keeps both end transactions busy
+// (their calls' rows are held by another transaction) while ten more ends
+// arrive. When the transactions free up, the ten go into one, and every
+// call is still hung up exactly once.
+func TestEndsWaitingForATransactionShareOne(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	ctx := context.Background()
+	var held, sids []string
+	for range transactions {
+		id, sid := b.newCall(t)
+		held, sids = append(held, id), append(sids, sid)
+	}
+	holder, err := b.other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM calls WHERE id = ANY ($1) FOR UPDATE`, held); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range held {
+		b.end(id)
+		until(t, "each held call's end waits in its own transaction", func() bool { return b.lockWaits(t) == i+1 })
+	}
+	const more = 10
+	for range more {
+		id, sid := b.newCall(t)
+		sids = append(sids, sid)
+		b.end(id)
+	}
+	until(t, "the ends wait for a transaction", func() bool {
+		b.svc.mu.Lock()
+		defer b.svc.mu.Unlock()
+		return len(b.svc.waiting) == more
+	})
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.ended(t, transactions+more)
+
+	b.sizes.mu.Lock()
+	sizes := b.sizes.sizes
+	b.sizes.mu.Unlock()
+	if len(sizes) != transactions+1 || sizes[transactions] != more {
+		t.Errorf("batches of %v, want %d of 1 and then one of %d", sizes, transactions, more)
+	}
+	for _, sid := range sids {
+		if n := b.fake.HangupCount(sid); n != 1 {
+			t.Errorf("call %s hung up %d times, want once", sid, n)
+		}
+	}
+}
+
+// TestSlowHangupsDoNotHoldOtherEnds makes the provider hold the hangups of
+// two calls, each in a transaction of its own, so that every transaction is
+// waiting on the provider. Another call's end still goes through at once:
+// a transaction gives its turn up once its hangups run long.
+func TestSlowHangupsDoNotHoldOtherEnds(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	gate := make(chan struct{})
+	// On failure too, or the fake's handlers would never return.
+	open := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(open)
+	var mu sync.Mutex
+	slow, arrived := map[string]bool{}, 0
+	b.fake.OnUpdate(func(r twiliotest.Request) *twiliotest.Error {
+		mu.Lock()
+		isSlow := slow[r.CallSID]
+		if isSlow {
+			arrived++
+		}
+		mu.Unlock()
+		if isSlow {
+			<-gate
+		}
+		return nil
+	})
+	var sids []string
+	for i := range transactions {
+		id, sid := b.newCall(t)
+		mu.Lock()
+		slow[sid] = true
+		mu.Unlock()
+		sids = append(sids, sid)
+		b.end(id)
+		until(t, "the slow hangup reaches the provider", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return arrived == i+1
+		})
+	}
+
+	id, sid := b.newCall(t)
+	b.end(id)
+	select {
+	case r := <-b.result:
+		if r.callID != id || r.err != nil || r.res.AlreadyEnded {
+			t.Fatalf("first end to finish: %+v, want %s ended", r, id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end waited for other calls' slow hangups")
+	}
+	open()
+	b.ended(t, transactions)
+	for _, sid := range append(sids, sid) {
+		if n := b.fake.HangupCount(sid); n != 1 {
+			t.Errorf("call %s hung up %d times, want once", sid, n)
+		}
+	}
+}
