@@ -86,6 +86,11 @@ func (o object) str(name string) (*string, error) {
 	if ok, err := o.field(name, "a string", &s); !ok || err != nil {
 		return nil, err
 	}
+	// Postgres text cannot hold NUL: refused here, it cannot fail a write
+	// (or, on the end path, the batch of ends the write shares).
+	if strings.ContainsRune(s, 0) {
+		return nil, invalid("%s must not contain NUL characters.", name)
+	}
 	return &s, nil
 }
 

@@ -5,7 +5,10 @@ package calls
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,10 +45,10 @@ const (
 	// that under load many ends share one commit and two round trips (group
 	// commit); under light load each end has a transaction to itself at once.
 	transactions = 2
-	// slowHangups is how long a transaction's hangups may run before it
-	// gives its turn up: then it only waits on the provider, and a slow
-	// provider must not hold every other end back.
-	slowHangups = 20 * time.Millisecond
+	// slowTransaction is how long a transaction may run before it gives
+	// its turn up: then it is waiting on the provider or on another's row
+	// lock, and must not hold every other end back.
+	slowTransaction = 20 * time.Millisecond
 	// maxBatch bounds the ends of one transaction: the row locks it holds,
 	// and the hangups that must all finish before it commits.
 	maxBatch = 64
@@ -67,7 +70,12 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 	// Once begun, an end runs to completion even if the caller goes away:
 	// the hangup and the commit must not be split by a cancelled request.
 	ctx = context.WithoutCancel(ctx)
-	s.once.Do(func() { s.slots = make(chan struct{}, transactions) })
+	// The ends of a batch share one statement: a value Postgres refuses
+	// would fail every one of them.
+	if strings.ContainsRune(req.Reason, 0) {
+		return endcall.EndResult{}, endcall.Errorf(endcall.EINVALID, "disconnect_reason must not contain NUL characters.")
+	}
+	slots := s.turns()
 	p := &pending{ctx: ctx, req: req, done: make(chan struct{})}
 	s.mu.Lock()
 	s.waiting = append(s.waiting, p)
@@ -79,13 +87,8 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 	for !s.taken(p) {
 		select {
 		case <-p.done:
-		case s.slots <- struct{}{}:
-			batch := s.take()
-			release := sync.OnceFunc(func() { <-s.slots })
-			if len(batch) > 0 {
-				s.run(ctx, batch, release)
-			}
-			release()
+		case slots <- struct{}{}:
+			s.runNext(ctx, p)
 		}
 	}
 	<-p.done
@@ -101,6 +104,26 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 	}
 	s.enqueue(ctx, out.Call.ID, out.Work)
 	return endcall.EndResult{Call: out.Call}, nil
+}
+
+// turns returns the transactions' turns: a send takes one, a receive gives
+// one back.
+func (s *Service) turns() chan struct{} {
+	s.once.Do(func() { s.slots = make(chan struct{}, transactions) })
+	return s.slots
+}
+
+// runNext runs the next transaction, holding a turn just taken, unless p
+// was taken meanwhile: then p's caller only waits for its own outcome.
+func (s *Service) runNext(ctx context.Context, p *pending) {
+	release := sync.OnceFunc(func() { <-s.slots })
+	defer release()
+	if s.taken(p) {
+		return
+	}
+	if batch := s.take(); len(batch) > 0 {
+		s.run(ctx, batch, release)
+	}
 }
 
 // take removes up to maxBatch waiting ends, oldest first.
@@ -124,25 +147,34 @@ func (s *Service) taken(p *pending) bool {
 
 // run ends batch in one transaction and hands each end its outcome. Each
 // end's hangup runs under its own request's context. release gives the
-// transaction's turn up once its hangups have run for slowHangups.
+// transaction's turn up once it has run for slowTransaction, whether it
+// waits on the provider or on a row lock held by another (an end of the
+// same call elsewhere, waiting on its own hangup).
 func (s *Service) run(ctx context.Context, batch []*pending, release func()) {
+	outs := make([]endcall.EndOutcome, len(batch))
+	defer func() {
+		// A panic must not leave the other ends of the batch waiting for
+		// good: each gets an error, and the process goes on.
+		if r := recover(); r != nil {
+			s.Log.Error("ending calls panicked", "panic", r, "stack", string(debug.Stack()))
+			for i := range outs {
+				outs[i] = endcall.EndOutcome{Err: fmt.Errorf("ending calls: panic: %v", r)}
+			}
+		}
+		for i, p := range batch {
+			p.out = outs[i]
+			close(p.done)
+		}
+	}()
+	slow := time.AfterFunc(slowTransaction, release)
+	defer slow.Stop()
 	targets := make([]endcall.EndTarget, len(batch))
 	for i, p := range batch {
 		targets[i] = endcall.EndTarget{WorkspaceID: p.req.WorkspaceID, CallID: p.req.CallID}
 	}
-	var slow *time.Timer
-	var arm sync.Once
-	outs := s.Store.EndCalls(ctx, targets, func(_ context.Context, i int, lc endcall.LockedCall) (endcall.Ending, error) {
-		arm.Do(func() { slow = time.AfterFunc(slowHangups, release) })
+	outs = s.Store.EndCalls(ctx, targets, func(_ context.Context, i int, lc endcall.LockedCall) (endcall.Ending, error) {
 		return s.decide(batch[i].ctx, batch[i].req, lc), nil
 	})
-	if slow != nil {
-		slow.Stop()
-	}
-	for i, p := range batch {
-		p.out = outs[i]
-		close(p.done)
-	}
 }
 
 // decide makes the provider hangup (unless the provider itself reported the

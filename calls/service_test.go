@@ -143,33 +143,19 @@ func (b *bundle) lockWaits(t *testing.T) int {
 	return n
 }
 
-// TestEndsWaitingForATransactionShareOne keeps both end transactions busy
-// (their calls' rows are held by another transaction) while ten more ends
-// arrive. When the transactions free up, the ten go into one, and every
-// call is still hung up exactly once.
+// TestEndsWaitingForATransactionShareOne holds every transaction's turn
+// while ten ends arrive. When the turns come free, the ten go into one
+// transaction, and every call is still hung up exactly once.
 func TestEndsWaitingForATransactionShareOne(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
-	ctx := context.Background()
-	var held, sids []string
+	turns := b.svc.turns()
 	for range transactions {
-		id, sid := b.newCall(t)
-		held, sids = append(held, id), append(sids, sid)
+		turns <- struct{}{}
 	}
-	holder, err := b.other.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(ctx)
-	if _, err := holder.Exec(ctx, `SELECT 1 FROM calls WHERE id = ANY ($1) FOR UPDATE`, held); err != nil {
-		t.Fatal(err)
-	}
-	for i, id := range held {
-		b.end(id)
-		until(t, "each held call's end waits in its own transaction", func() bool { return b.lockWaits(t) == i+1 })
-	}
-	const more = 10
-	for range more {
+	const n = 10
+	var sids []string
+	for range n {
 		id, sid := b.newCall(t)
 		sids = append(sids, sid)
 		b.end(id)
@@ -177,18 +163,18 @@ func TestEndsWaitingForATransactionShareOne(t *testing.T) {
 	until(t, "the ends wait for a transaction", func() bool {
 		b.svc.mu.Lock()
 		defer b.svc.mu.Unlock()
-		return len(b.svc.waiting) == more
+		return len(b.svc.waiting) == n
 	})
-	if err := holder.Commit(ctx); err != nil {
-		t.Fatal(err)
+	for range transactions {
+		<-turns
 	}
-	b.ended(t, transactions+more)
+	b.ended(t, n)
 
 	b.sizes.mu.Lock()
 	sizes := b.sizes.sizes
 	b.sizes.mu.Unlock()
-	if len(sizes) != transactions+1 || sizes[transactions] != more {
-		t.Errorf("batches of %v, want %d of 1 and then one of %d", sizes, transactions, more)
+	if len(sizes) != 1 || sizes[0] != n {
+		t.Errorf("batches of %v, want one of %d", sizes, n)
 	}
 	for _, sid := range sids {
 		if n := b.fake.HangupCount(sid); n != 1 {
@@ -200,7 +186,7 @@ func TestEndsWaitingForATransactionShareOne(t *testing.T) {
 // TestSlowHangupsDoNotHoldOtherEnds makes the provider hold the hangups of
 // two calls, each in a transaction of its own, so that every transaction is
 // waiting on the provider. Another call's end still goes through at once:
-// a transaction gives its turn up once its hangups run long.
+// a transaction gives its turn up once it has run for slowTransaction.
 func TestSlowHangupsDoNotHoldOtherEnds(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
@@ -253,5 +239,98 @@ func TestSlowHangupsDoNotHoldOtherEnds(t *testing.T) {
 		if n := b.fake.HangupCount(sid); n != 1 {
 			t.Errorf("call %s hung up %d times, want once", sid, n)
 		}
+	}
+}
+
+// TestRepeatedEndsOfASlowCallDoNotHoldOtherEnds holds one call's hangup at
+// the provider and ends that call twice more: each repeat takes a
+// transaction and waits on the row lock of the first. Another call's end
+// still goes through, and the slow call is ended, and hung up, once.
+func TestRepeatedEndsOfASlowCallDoNotHoldOtherEnds(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	gate := make(chan struct{})
+	open := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(open)
+	slowID, slowSID := b.newCall(t)
+	arrived := make(chan struct{}, 8)
+	b.fake.OnUpdate(func(r twiliotest.Request) *twiliotest.Error {
+		if r.CallSID == slowSID {
+			arrived <- struct{}{}
+			<-gate
+		}
+		return nil
+	})
+	b.end(slowID)
+	<-arrived
+	for i := range transactions {
+		b.end(slowID)
+		until(t, "the repeated end waits on the row lock", func() bool { return b.lockWaits(t) == i+1 })
+	}
+
+	id, sid := b.newCall(t)
+	b.end(id)
+	select {
+	case r := <-b.result:
+		if r.callID != id || r.err != nil || r.res.AlreadyEnded {
+			t.Fatalf("first end to finish: %+v, want %s ended", r, id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end waited behind repeated ends of a call whose hangup is slow")
+	}
+	open()
+	ended, already := 0, 0
+	for range 1 + transactions {
+		r := <-b.result
+		switch {
+		case r.err != nil:
+			t.Fatalf("end of %s: %v", r.callID, r.err)
+		case r.res.AlreadyEnded:
+			already++
+		default:
+			ended++
+		}
+	}
+	if ended != 1 || already != transactions {
+		t.Errorf("the slow call: %d ends ended it, %d found it ended; want 1 and %d", ended, already, transactions)
+	}
+	for _, sid := range []string{slowSID, sid} {
+		if n := b.fake.HangupCount(sid); n != 1 {
+			t.Errorf("call %s hung up %d times, want once", sid, n)
+		}
+	}
+}
+
+// panicking is a store whose EndCalls panics, as a bug would.
+type panicking struct{ endcall.EndStore }
+
+func (panicking) EndCalls(context.Context, []endcall.EndTarget,
+	func(context.Context, int, endcall.LockedCall) (endcall.Ending, error)) []endcall.EndOutcome {
+	panic("bug")
+}
+
+// TestPanicFailsTheBatchOnly: a panic while ending a batch gives every end
+// in it an error, instead of leaving them waiting or ending the process,
+// and the transaction's turn is free again for the next ends.
+func TestPanicFailsTheBatchOnly(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.svc.Store = panicking{b.store}
+	for range 2 * transactions {
+		id, _ := b.newCall(t)
+		b.end(id)
+	}
+	for range 2 * transactions {
+		select {
+		case r := <-b.result:
+			if r.err == nil {
+				t.Errorf("end of %s succeeded through a panicking store", r.callID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("an end was left waiting after a panic")
+		}
+	}
+	if n := len(b.svc.slots); n != 0 {
+		t.Errorf("%d turns still held after the panics", n)
 	}
 }

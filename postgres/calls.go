@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -158,25 +159,34 @@ func (s *Store) EndCalls(ctx context.Context, targets []endcall.EndTarget,
 	outs := make([]endcall.EndOutcome, len(targets))
 	// A target named twice is ended once: the copies share the first's
 	// outcome, as it had already ended by the time they would have looked.
+	// Targets are keyed by their IDs in canonical form, as Postgres returns
+	// them.
+	keys := make([]endcall.EndTarget, len(targets))
 	first := make(map[endcall.EndTarget]int, len(targets))
 	var ids, workspaces []string
 	for i, t := range targets {
-		if _, dup := first[t]; dup {
+		callID, okCall := canonicalUUID(t.CallID)
+		wsID, okWS := canonicalUUID(t.WorkspaceID)
+		keys[i] = endcall.EndTarget{WorkspaceID: wsID, CallID: callID}
+		if !okCall || !okWS {
+			keys[i] = t
+		}
+		if _, dup := first[keys[i]]; dup {
 			continue
 		}
-		first[t] = i
+		first[keys[i]] = i
 		// An ID that is not a UUID would fail the whole batch's statement.
-		if uuid.Validate(t.CallID) != nil || uuid.Validate(t.WorkspaceID) != nil {
+		if !okCall || !okWS {
 			outs[i].Err = endcall.Errorf(endcall.ENOTFOUND, "call not found")
 			continue
 		}
-		ids, workspaces = append(ids, t.CallID), append(workspaces, t.WorkspaceID)
+		ids, workspaces = append(ids, callID), append(workspaces, wsID)
 	}
 	if len(ids) > 0 {
 		s.endCalls(ctx, targets, first, ids, workspaces, outs, decide)
 	}
-	for i, t := range targets {
-		if j := first[t]; j != i {
+	for i, k := range keys {
+		if j := first[k]; j != i {
 			outs[i] = outs[j]
 			outs[i].Ended, outs[i].Work = false, nil
 		}
@@ -230,6 +240,13 @@ func (s *Store) endCalls(ctx context.Context, targets []endcall.EndTarget, first
 			// The hangups of a batch overlap: the batch waits for its slowest
 			// one, not for their sum.
 			wg.Go(func() {
+				// Nothing recovers a panic on this goroutine: it would end
+				// the process, so it becomes this call's error.
+				defer func() {
+					if r := recover(); r != nil {
+						outs[i].Err = fmt.Errorf("deciding the end of call %s: panic: %v\n%s", l.call.ID, r, debug.Stack())
+					}
+				}()
 				e, err := decide(ctx, i, endcall.LockedCall{Call: l.call, Credentials: l.creds})
 				if err != nil {
 					outs[i].Err = err
@@ -280,6 +297,16 @@ func (s *Store) endCalls(ctx context.Context, targets []endcall.EndTarget, first
 		outs[i].Ended = true
 		outs[i].Work = owedWork(outs[i].Call, deliveries[outs[i].Call.ID])
 	}
+}
+
+// canonicalUUID returns id in the canonical lower-case 36-character form,
+// the only form accepted.
+func canonicalUUID(id string) (string, bool) {
+	u, err := uuid.Parse(id)
+	if err != nil || len(id) != 36 {
+		return "", false
+	}
+	return u.String(), true
 }
 
 // lockCalls begins the transaction and locks the batch's calls, keyed by

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,8 +76,8 @@ func TestEndCallsBatch(t *testing.T) {
 
 	targets := []endcall.EndTarget{
 		{WorkspaceID: ws1, CallID: a.ID},
-		{WorkspaceID: ws2, CallID: b.ID},
-		{WorkspaceID: ws1, CallID: a.ID}, // named twice
+		{WorkspaceID: ws2, CallID: strings.ToUpper(b.ID)}, // not in canonical form
+		{WorkspaceID: ws1, CallID: a.ID},                  // named twice
 		{WorkspaceID: ws1, CallID: ended.ID},
 		{WorkspaceID: ws1, CallID: others.ID}, // another workspace's
 		{WorkspaceID: ws1, CallID: uuid.NewString()},
@@ -133,6 +134,15 @@ func TestEndCallsBatch(t *testing.T) {
 		if stored.EndedAt == nil || !stored.EndedAt.Equal(at) || *stored.DisconnectReason != fmt.Sprintf("reason %d", i) || *stored.CallDuration < 42 {
 			t.Errorf("target %d stored ended_at %v, reason %v, duration %v", i, stored.EndedAt, *stored.DisconnectReason, *stored.CallDuration)
 		}
+	}
+
+	// Both ended in one transaction: their rows carry the same xmin.
+	var xmins int
+	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT xmin::text) FROM calls WHERE id = ANY ($1)`, []string{a.ID, b.ID}).Scan(&xmins); err != nil {
+		t.Fatal(err)
+	}
+	if xmins != 1 {
+		t.Errorf("the two calls were ended in %d transactions, want one", xmins)
 	}
 
 	// Exactly one call.ended delivery, for call a, to ws1's endpoint, with
@@ -277,5 +287,35 @@ func TestEndCallsSharingCallsDoNotDeadlock(t *testing.T) {
 				t.Fatalf("round %d: calls ended %v times, want once each", round, endedBy)
 			}
 		}
+	}
+}
+
+// TestEndCallsPanicInDecideFailsOnlyItsCall: decide runs on goroutines of
+// the store's, where a panic would end the process; it becomes that call's
+// error, and the rest of the batch ends.
+func TestEndCallsPanicInDecideFailsOnlyItsCall(t *testing.T) {
+	t.Parallel()
+	store := postgres.NewStore(testenv.DB(t), nil)
+	ctx := context.Background()
+	ws, _, err := store.CreateAPIKey(ctx, "panic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, good := newCall(t, store, ws, nil, nil), newCall(t, store, ws, nil, nil)
+	outs := store.EndCalls(ctx, []endcall.EndTarget{{WorkspaceID: ws, CallID: bad.ID}, {WorkspaceID: ws, CallID: good.ID}},
+		func(_ context.Context, i int, _ endcall.LockedCall) (endcall.Ending, error) {
+			if i == 0 {
+				panic("bug")
+			}
+			return endcall.Ending{Status: endcall.StatusCompleted, Reason: "r", HangupStatus: endcall.HangupSucceeded, At: time.Now()}, nil
+		})
+	if outs[0].Err == nil || outs[0].Ended {
+		t.Errorf("the panicking call: %+v, want an error", outs[0])
+	}
+	if outs[1].Err != nil || !outs[1].Ended {
+		t.Errorf("the other call: %+v, want it ended", outs[1])
+	}
+	if c, err := store.GetCall(ctx, ws, bad.ID); err != nil || c.EndedAt != nil {
+		t.Errorf("the panicking call was changed: %+v, %v", c, err)
 	}
 }
