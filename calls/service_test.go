@@ -143,6 +143,61 @@ func (b *bundle) lockWaits(t *testing.T) int {
 	return n
 }
 
+// hold makes the provider hold the hangups of the calls slow names until
+// the returned open is called (at the latest when the test ends, or the
+// fake's handlers would never return). Each held hangup sends on arrived.
+func (b *bundle) hold(t *testing.T) (slow func(sid string), arrived <-chan struct{}, open func()) {
+	gate := make(chan struct{})
+	open = sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(open)
+	var mu sync.Mutex
+	held := map[string]bool{}
+	arrivals := make(chan struct{}, 16)
+	b.fake.OnUpdate(func(r twiliotest.Request) *twiliotest.Error {
+		mu.Lock()
+		isHeld := held[r.CallSID]
+		mu.Unlock()
+		if isHeld {
+			arrivals <- struct{}{}
+			<-gate
+		}
+		return nil
+	})
+	slow = func(sid string) {
+		mu.Lock()
+		defer mu.Unlock()
+		held[sid] = true
+	}
+	return slow, arrivals, open
+}
+
+// endsAtOnce ends a new call and checks that it is the next end to finish,
+// within 10 s however long the held hangups are held.
+func (b *bundle) endsAtOnce(t *testing.T, held string) string {
+	t.Helper()
+	id, sid := b.newCall(t)
+	b.end(id)
+	select {
+	case r := <-b.result:
+		if r.callID != id || r.err != nil || r.res.AlreadyEnded {
+			t.Fatalf("first end to finish: %+v, want %s ended", r, id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the end waited behind %s", held)
+	}
+	return sid
+}
+
+// hungUpOnce checks that each call was hung up exactly once.
+func (b *bundle) hungUpOnce(t *testing.T, sids ...string) {
+	t.Helper()
+	for _, sid := range sids {
+		if n := b.fake.HangupCount(sid); n != 1 {
+			t.Errorf("call %s hung up %d times, want once", sid, n)
+		}
+	}
+}
+
 // TestEndsWaitingForATransactionShareOne holds every transaction's turn
 // while ten ends arrive. When the turns come free, the ten go into one
 // transaction, and every call is still hung up exactly once.
@@ -176,11 +231,7 @@ func TestEndsWaitingForATransactionShareOne(t *testing.T) {
 	if len(sizes) != 1 || sizes[0] != n {
 		t.Errorf("batches of %v, want one of %d", sizes, n)
 	}
-	for _, sid := range sids {
-		if n := b.fake.HangupCount(sid); n != 1 {
-			t.Errorf("call %s hung up %d times, want once", sid, n)
-		}
-	}
+	b.hungUpOnce(t, sids...)
 }
 
 // TestSlowHangupsDoNotHoldOtherEnds makes the provider hold the hangups of
@@ -190,56 +241,19 @@ func TestEndsWaitingForATransactionShareOne(t *testing.T) {
 func TestSlowHangupsDoNotHoldOtherEnds(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
-	gate := make(chan struct{})
-	// On failure too, or the fake's handlers would never return.
-	open := sync.OnceFunc(func() { close(gate) })
-	t.Cleanup(open)
-	var mu sync.Mutex
-	slow, arrived := map[string]bool{}, 0
-	b.fake.OnUpdate(func(r twiliotest.Request) *twiliotest.Error {
-		mu.Lock()
-		isSlow := slow[r.CallSID]
-		if isSlow {
-			arrived++
-		}
-		mu.Unlock()
-		if isSlow {
-			<-gate
-		}
-		return nil
-	})
+	slow, arrived, open := b.hold(t)
 	var sids []string
-	for i := range transactions {
+	for range transactions {
 		id, sid := b.newCall(t)
-		mu.Lock()
-		slow[sid] = true
-		mu.Unlock()
+		slow(sid)
 		sids = append(sids, sid)
 		b.end(id)
-		until(t, "the slow hangup reaches the provider", func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return arrived == i+1
-		})
+		<-arrived
 	}
-
-	id, sid := b.newCall(t)
-	b.end(id)
-	select {
-	case r := <-b.result:
-		if r.callID != id || r.err != nil || r.res.AlreadyEnded {
-			t.Fatalf("first end to finish: %+v, want %s ended", r, id)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the end waited for other calls' slow hangups")
-	}
+	sid := b.endsAtOnce(t, "other calls' slow hangups")
 	open()
 	b.ended(t, transactions)
-	for _, sid := range append(sids, sid) {
-		if n := b.fake.HangupCount(sid); n != 1 {
-			t.Errorf("call %s hung up %d times, want once", sid, n)
-		}
-	}
+	b.hungUpOnce(t, append(sids, sid)...)
 }
 
 // TestRepeatedEndsOfASlowCallDoNotHoldOtherEnds holds one call's hangup at
@@ -249,35 +263,16 @@ func TestSlowHangupsDoNotHoldOtherEnds(t *testing.T) {
 func TestRepeatedEndsOfASlowCallDoNotHoldOtherEnds(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
-	gate := make(chan struct{})
-	open := sync.OnceFunc(func() { close(gate) })
-	t.Cleanup(open)
+	slow, arrived, open := b.hold(t)
 	slowID, slowSID := b.newCall(t)
-	arrived := make(chan struct{}, 8)
-	b.fake.OnUpdate(func(r twiliotest.Request) *twiliotest.Error {
-		if r.CallSID == slowSID {
-			arrived <- struct{}{}
-			<-gate
-		}
-		return nil
-	})
+	slow(slowSID)
 	b.end(slowID)
 	<-arrived
 	for i := range transactions {
 		b.end(slowID)
 		until(t, "the repeated end waits on the row lock", func() bool { return b.lockWaits(t) == i+1 })
 	}
-
-	id, sid := b.newCall(t)
-	b.end(id)
-	select {
-	case r := <-b.result:
-		if r.callID != id || r.err != nil || r.res.AlreadyEnded {
-			t.Fatalf("first end to finish: %+v, want %s ended", r, id)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the end waited behind repeated ends of a call whose hangup is slow")
-	}
+	sid := b.endsAtOnce(t, "repeated ends of a call whose hangup is slow")
 	open()
 	ended, already := 0, 0
 	for range 1 + transactions {
@@ -294,11 +289,7 @@ func TestRepeatedEndsOfASlowCallDoNotHoldOtherEnds(t *testing.T) {
 	if ended != 1 || already != transactions {
 		t.Errorf("the slow call: %d ends ended it, %d found it ended; want 1 and %d", ended, already, transactions)
 	}
-	for _, sid := range []string{slowSID, sid} {
-		if n := b.fake.HangupCount(sid); n != 1 {
-			t.Errorf("call %s hung up %d times, want once", sid, n)
-		}
-	}
+	b.hungUpOnce(t, slowSID, sid)
 }
 
 // panicking is a store whose EndCalls panics, as a bug would.
