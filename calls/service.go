@@ -40,8 +40,10 @@ type Service struct {
 var _ endcall.CallService = (*Service)(nil)
 
 const (
-	// transactions bounds the end transactions at work at once. Ends that
-	// arrive while all are busy wait and go together into the next one, so
+	// transactions bounds the end transactions that hold a turn: those
+	// younger than slowTransaction (older ones wait on others, bounded only
+	// by the connection pool). Ends that arrive while all turns are held
+	// wait and go together into the next transaction, so
 	// that under load many ends share one commit and two round trips (group
 	// commit); under light load each end has a transaction to itself at once.
 	transactions = 2
