@@ -32,7 +32,7 @@ type Service struct {
 	OnEnded func(trigger, hangupStatus string)
 
 	once    sync.Once
-	slots   chan struct{} // one per end transaction in flight
+	slots   chan struct{} // the turns (see transactions), made by turns
 	mu      sync.Mutex
 	waiting []*pending // ends not yet taken into a transaction
 }

@@ -183,7 +183,7 @@ func (s *Store) EndCalls(ctx context.Context, targets []endcall.EndTarget,
 		ids, workspaces = append(ids, callID), append(workspaces, wsID)
 	}
 	if len(ids) > 0 {
-		s.endCalls(ctx, targets, first, ids, workspaces, outs, decide)
+		s.endCalls(ctx, first, ids, workspaces, outs, decide)
 	}
 	for i, k := range keys {
 		if j := first[k]; j != i {
@@ -194,11 +194,13 @@ func (s *Store) EndCalls(ctx context.Context, targets []endcall.EndTarget,
 	return outs
 }
 
-func (s *Store) endCalls(ctx context.Context, targets []endcall.EndTarget, first map[endcall.EndTarget]int, ids, workspaces []string,
+// endCalls ends the distinct valid targets (first: key → index in outs),
+// whose IDs are ids and workspaces, and writes their outcomes into outs.
+func (s *Store) endCalls(ctx context.Context, first map[endcall.EndTarget]int, ids, workspaces []string,
 	outs []endcall.EndOutcome, decide func(context.Context, int, endcall.LockedCall) (endcall.Ending, error)) {
 	fail := func(err error) {
 		for _, i := range first {
-			if outs[i].Err == nil && outs[i].Call == nil {
+			if outs[i].Err == nil {
 				outs[i].Err = err
 			}
 		}
@@ -223,7 +225,7 @@ func (s *Store) endCalls(ctx context.Context, targets []endcall.EndTarget, first
 		return
 	}
 	var wg sync.WaitGroup
-	endings := make([]*endcall.Ending, len(targets))
+	endings := make([]*endcall.Ending, len(outs))
 	for t, i := range first {
 		if outs[i].Err != nil {
 			continue
