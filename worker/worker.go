@@ -26,6 +26,13 @@ type Config struct {
 	Log             *slog.Logger
 }
 
+// queues are the worker's queues and their weights. Weighted, not strict:
+// hangups come first and nothing starves. A call makes two default tasks
+// and, with two endpoints, four webhook tasks; webhooks get the larger
+// share so that call.ended does not wait behind analyses when the worker is
+// busy.
+var queues = map[string]int{jobs.QueueCritical: 6, jobs.QueueWebhooks: 4, jobs.QueueDefault: 2}
+
 // Worker is a running (or runnable) asynq server.
 type Worker struct {
 	server *asynq.Server
@@ -38,12 +45,8 @@ func New(cfg Config) *Worker {
 	w := &Worker{mux: asynq.NewServeMux(), log: cfg.Log}
 	w.mux.Use(w.logTask)
 	w.server = asynq.NewServer(cfg.Redis, asynq.Config{
-		Concurrency: cfg.Concurrency,
-		// Weighted, not strict: hangups come first and nothing starves. A
-		// call makes two default tasks and, with two endpoints, four
-		// webhook tasks; webhooks get the larger share so that call.ended
-		// does not wait behind analyses when the worker is busy.
-		Queues:          map[string]int{jobs.QueueCritical: 6, jobs.QueueWebhooks: 4, jobs.QueueDefault: 2},
+		Concurrency:     cfg.Concurrency,
+		Queues:          queues,
 		RetryDelayFunc:  retryDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          asynqLogger{cfg.Log},

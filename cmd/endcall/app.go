@@ -32,6 +32,14 @@ import (
 // shutdownTimeout bounds draining HTTP requests and in-flight tasks.
 const shutdownTimeout = 25 * time.Second
 
+// A task whose worker died runs again at most a lease (30 s) plus
+// rescueMargin plus rescueInterval after the death: 50 s, within the
+// contract's 90 s (see worker.Rescuer).
+const (
+	rescueInterval = 10 * time.Second
+	rescueMargin   = 10 * time.Second
+)
+
 // runProcess runs serve, worker or all until ctx is cancelled.
 func runProcess(ctx context.Context, mode string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := config.Load(getenv)
@@ -101,8 +109,12 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			Task: func(slot time.Time) (*asynq.Task, error) {
 				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
 			}}
+		rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
+		defer rdb.Close()
+		rescuer := &worker.Rescuer{Redis: rdb, Interval: rescueInterval, Margin: rescueMargin, Log: log}
 		g.Go(func() error { return w.Run(ctx) })
 		g.Go(func() error { return sweeper.Run(ctx) })
+		g.Go(func() error { return rescuer.Run(ctx) })
 		g.Go(func() error { return scheduler.Run(ctx) })
 	}
 	err = g.Wait()
