@@ -77,6 +77,12 @@ func TestCreateCallBadInput(t *testing.T) {
 		{"bad turn role", `{` + ok + `,"transcript_object":[{"role":"bot","content":"x"}]}`, "role"},
 		{"transcript not array", `{` + ok + `,"transcript_object":{"role":"user"}}`, "transcript_object must be"},
 		{"provider", `{` + ok + `,"call_provider":"vonage"}`, "call_provider"},
+		// Postgres text and jsonb refuse NUL; a write must not be where it fails.
+		{"NUL in a string", `{` + ok + `,"notes":"a\u0000b"}`, "notes must not contain NUL"},
+		{"NUL in metadata", `{` + ok + `,"metadata":{"a":["x\u0000"]}}`, "metadata must not contain NUL"},
+		{"NUL in a metadata key", `{` + ok + `,"metadata":{"\u0000":1}}`, "metadata must not contain NUL"},
+		{"NUL in agent_dynamic_variables", `{` + ok + `,"agent_dynamic_variables":{"a":"\u0000"}}`, "agent_dynamic_variables must not contain NUL"},
+		{"NUL in a turn", `{` + ok + `,"transcript_object":[{"role":"user","content":"\u0000"}]}`, "transcript_object must not contain NUL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := b.do("POST", "/v1/calls", "", tc.body)
@@ -114,6 +120,19 @@ func TestPatchCall(t *testing.T) {
 	b.do("PATCH", path, "", map[string]any{}).want(t, 400, "invalid_request")
 	b.do("PATCH", path, "", map[string]any{"call_rating": 6}).want(t, 400, "invalid_request")
 	b.do("PATCH", path, "", map[string]any{"call_status": "completed"}).want(t, 400, "invalid_request")
+	before := b.snapshot()
+	b.do("PATCH", path, "", `{"metadata":{"a":"\u0000"}}`).want(t, 400, "invalid_request")
+	b.do("PATCH", path, "", `{"transcript_object":[{"role":"agent","content":"x\u0000"}]}`).want(t, 400, "invalid_request")
+	if b.snapshot() != before {
+		t.Error("a NUL in a PATCH changed the call")
+	}
+	// An escaped backslash before u0000 is no NUL: stored as written.
+	r = b.do("PATCH", path, "", `{"metadata":{"path":"C:\\u0000"}}`)
+	r.want(t, 200, "")
+	var m struct{ Path string }
+	if err := json.Unmarshal(r.call(t).Metadata, &m); err != nil || m.Path != `C:\u0000` {
+		t.Errorf("metadata with an escaped backslash: got %q, %v", m.Path, err)
+	}
 
 	// PATCH accepts up to 1 MiB: a long transcript fits.
 	big := strings.Repeat("word ", 30000)
@@ -121,7 +140,7 @@ func TestPatchCall(t *testing.T) {
 	b.do("PATCH", path, "", map[string]any{"notes": strings.Repeat("x", 1<<20)}).want(t, 413, "payload_too_large")
 
 	b.do("POST", "/v1/calls/end", "", map[string]any{"call_id": c.ID}).want(t, 200, "")
-	before := b.snapshot()
+	before = b.snapshot()
 	b.do("PATCH", path, "", map[string]any{"notes": "late"}).want(t, 409, "conflict")
 	b.do("PATCH", path, "", map[string]any{"call_rating": 4, "notes": "late"}).want(t, 409, "conflict")
 	if b.snapshot() != before {

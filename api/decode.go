@@ -71,7 +71,27 @@ func (o object) field(name, want string, v any) (bool, error) {
 	if err := json.Unmarshal(raw, v); err != nil {
 		return false, invalid("%s must be %s.", name, want)
 	}
+	// Postgres text and jsonb cannot hold NUL: refused here, it cannot fail
+	// a write (or, on the end path, the batch of ends the write shares).
+	if hasNUL(raw) {
+		return false, invalid("%s must not contain NUL characters (\\u0000).", name)
+	}
 	return true, nil
+}
+
+// hasNUL reports whether valid JSON text holds a NUL character, which it
+// can only as the escape \u0000 inside a string.
+func hasNUL(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' || i+1 >= len(raw) {
+			continue
+		}
+		if raw[i+1] == 'u' && i+6 <= len(raw) && string(raw[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // the escaped character, which may be a backslash
+	}
+	return false
 }
 
 // has reports whether the field was present at all, null included.
@@ -85,11 +105,6 @@ func (o object) str(name string) (*string, error) {
 	var s string
 	if ok, err := o.field(name, "a string", &s); !ok || err != nil {
 		return nil, err
-	}
-	// Postgres text cannot hold NUL: refused here, it cannot fail a write
-	// (or, on the end path, the batch of ends the write shares).
-	if strings.ContainsRune(s, 0) {
-		return nil, invalid("%s must not contain NUL characters.", name)
 	}
 	return &s, nil
 }

@@ -253,6 +253,9 @@ func TestQueryCallsBadParameters(t *testing.T) {
 		{"filter_columns[]=call_status&filter_operator[]=eq&filter_values[]=x&filter_values[]=y", "filter_columns[]"},
 		{"filter_columns[]=call_status&filter_columns=call_to&filter_operator[]=eq&filter_values[]=x", "filter_columns"},
 		{many.Encode(), "filter_columns[]"},
+		{"search=a%00b", "search"},
+		{"filter_columns[]=call_to&filter_operator[]=eq&filter_values[]=%2B1%00", "filter_values[0]"},
+		{"filter_columns[]=call_status&filter_operator[]=contains&filter_values[]=%00", "filter_values[0]"},
 	} {
 		t.Run(tc.query[:min(len(tc.query), 60)], func(t *testing.T) {
 			r := b.do("GET", "/v1/calls/query?"+tc.query, "", nil)

@@ -123,7 +123,8 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 // for it as BYOT credentials.
 func (s *Server) accountTokens(r *http.Request, account string) ([]string, error) {
 	switch {
-	case account == "":
+	case account == "" || strings.ContainsRune(account, 0):
+		// A missing SID, or one that Postgres text cannot hold, names no account.
 		return nil, nil
 	case account == s.twilio.AccountSID:
 		return []string{s.twilio.AuthToken}, nil

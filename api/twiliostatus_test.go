@@ -221,6 +221,8 @@ func TestTwilioStatusRefusesBadSignatures(t *testing.T) {
 			twilioSignature(t, "any-token", testPublicURL+path, statusForm(unknown, sid, "completed"))},
 		{"no account", path, url.Values{"CallSid": {sid}, "CallStatus": {"completed"}},
 			twilioSignature(t, b.platformToken, testPublicURL+path, url.Values{"CallSid": {sid}, "CallStatus": {"completed"}})},
+		{"account with a NUL", path, statusForm("AC\x00", sid, "completed"),
+			twilioSignature(t, "any-token", testPublicURL+path, statusForm("AC\x00", sid, "completed"))},
 		{"BYOT account signed with the platform token", path, statusForm(byotAccount, sid, "completed"),
 			twilioSignature(t, b.platformToken, testPublicURL+path, statusForm(byotAccount, sid, "completed"))},
 	} {
