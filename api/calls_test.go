@@ -82,6 +82,8 @@ func TestCreateCallBadInput(t *testing.T) {
 		{"NUL in metadata", `{` + ok + `,"metadata":{"a":["x\u0000"]}}`, "metadata must not contain NUL"},
 		{"NUL in a metadata key", `{` + ok + `,"metadata":{"\u0000":1}}`, "metadata must not contain NUL"},
 		{"NUL in agent_dynamic_variables", `{` + ok + `,"agent_dynamic_variables":{"a":"\u0000"}}`, "agent_dynamic_variables must not contain NUL"},
+		{"number too large for jsonb", `{` + ok + `,"metadata":{"n":1e1000000}}`, "metadata holds a number"},
+		{"number too small for jsonb", `{` + ok + `,"agent_dynamic_variables":{"n":[1e-1000000]}}`, "agent_dynamic_variables holds a number"},
 		{"NUL in a turn", `{` + ok + `,"transcript_object":[{"role":"user","content":"\u0000"}]}`, "transcript_object must not contain NUL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +97,15 @@ func TestCreateCallBadInput(t *testing.T) {
 	if b.snapshot() != before {
 		t.Error("bad input changed the database")
 	}
+	// Text jsonb refuses (an unpaired surrogate, bytes that are not UTF-8)
+	// is stored as U+FFFD, as Go decodes it in every other string field.
+	r := b.do("POST", "/v1/calls", "", []byte(`{`+ok+`,"metadata":{"a":"\ud800","b":"x`+"\xff"+`y","\udc00":0,"n":1e-5,"z":-0.0e-999}}`))
+	r.want(t, 201, "")
+	var m map[string]any
+	if err := json.Unmarshal(r.call(t).Metadata, &m); err != nil || m["a"] != "\ufffd" || m["b"] != "x\ufffdy" || m["\ufffd"] != 0.0 || m["n"] != 1e-5 {
+		t.Errorf("metadata: got %v, %v", m, err)
+	}
+	before = b.snapshot()
 	sid := `,"call_sid":"CA11111111111111111111111111111111"`
 	b.do("POST", "/v1/calls", "", `{`+ok+sid+`}`).want(t, 201, "")
 	b.do("POST", "/v1/calls", "", `{`+ok+sid+`}`).want(t, 409, "conflict")

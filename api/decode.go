@@ -8,7 +8,9 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -94,6 +96,13 @@ func hasNUL(raw []byte) bool {
 	return false
 }
 
+// storable reports whether Postgres text can hold s: valid UTF-8 without
+// NUL. Query parameters and form values are raw bytes, unlike JSON strings,
+// which Go's decoder makes valid UTF-8.
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 // has reports whether the field was present at all, null included.
 func (o object) has(name string) bool {
 	_, ok := o[name]
@@ -118,13 +127,66 @@ func (o object) integer(name string) (*int, error) {
 	return &n, nil
 }
 
-// jsonObject returns a field that must be a JSON object, nil when absent or null.
+// jsonObject returns a field that must be a JSON object, nil when absent or
+// null, made fit for jsonb (see forJSONB).
 func (o object) jsonObject(name string) (json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if ok, err := o.field(name, "an object", &m); !ok || err != nil {
 		return nil, err
 	}
-	return o[name], nil
+	v, ok := forJSONB(o[name])
+	if !ok {
+		return nil, invalid("%s holds a number too large or too small to store.", name)
+	}
+	return v, nil
+}
+
+// forJSONB re-encodes valid JSON text so that Postgres jsonb accepts it:
+// Go's decoder turns invalid UTF-8 and unpaired surrogate escapes, which
+// jsonb refuses, into U+FFFD. It reports false for a number outside the
+// range of a float64, which jsonb's numeric may not hold (1e1000000).
+func forJSONB(raw []byte) (json.RawMessage, bool) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil || !numbersFit(v) {
+		return nil, false
+	}
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(v); err != nil {
+		return nil, false
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true
+}
+
+// numbersFit reports whether every number in a decoded value is zero or
+// within the range of a float64.
+func numbersFit(v any) bool {
+	switch v := v.(type) {
+	case json.Number:
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return false
+		}
+		// ParseFloat rounds an underflow to zero without an error.
+		mantissa, _, _ := strings.Cut(strings.ToLower(string(v)), "e")
+		return f != 0 || strings.Trim(mantissa, "-0.") == ""
+	case map[string]any:
+		for _, x := range v {
+			if !numbersFit(x) {
+				return false
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if !numbersFit(x) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // optionalString reads a PATCH field: Set when present, Value nil when null.

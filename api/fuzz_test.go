@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -32,6 +34,40 @@ func FuzzDecodeEndRequest(f *testing.F) {
 		}
 		if strings.TrimSpace(req.Reason) == "" || utf8.RuneCountInString(req.Reason) > maxReasonLen {
 			t.Fatalf("accepted reason %q", req.Reason)
+		}
+	})
+}
+
+// FuzzForJSONB checks that what forJSONB accepts from any valid JSON is
+// JSON that Postgres jsonb takes as it is: valid UTF-8, numbers in range,
+// stable when re-encoded, and holding a NUL only if the input did (field
+// refuses those before).
+func FuzzForJSONB(f *testing.F) {
+	for _, seed := range []string{
+		`{"a":"\ud800","b":"\udc00x","\ud83d\ude00":1}`, `{"n":1e1000000}`, `[-0.0e-999, 1e-400, 12.5]`,
+		`{"a":"\\u0000"}`, `"x\u2028y<&>"`, "\"\xff\xfe\"", `{"a":{"b":[1,"c",null,true]}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		out, ok := forJSONB(raw)
+		if !ok {
+			return
+		}
+		if !json.Valid(out) || !utf8.Valid(out) || hasNUL(out) != hasNUL(raw) {
+			t.Fatalf("forJSONB(%q) = %q: not valid, not UTF-8, or a NUL gained or lost", raw, out)
+		}
+		var v any
+		d := json.NewDecoder(bytes.NewReader(out))
+		d.UseNumber()
+		if err := d.Decode(&v); err != nil || !numbersFit(v) {
+			t.Fatalf("forJSONB(%q) = %q: %v", raw, out, err)
+		}
+		if again, ok := forJSONB(out); !ok || !bytes.Equal(again, out) {
+			t.Fatalf("forJSONB is not stable: %q, then %q", out, again)
 		}
 	})
 }

@@ -154,12 +154,14 @@ func dynamicVariables(o object) (json.RawMessage, error) {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
+		stored, ok := forJSONB(value)
+		if !ok {
+			return nil, invalid("dynamic_variables[%d].value holds a number too large or too small to store.", i)
+		}
 		key, _ := json.Marshal(name)
 		buf.Write(key)
 		buf.WriteByte(':')
-		if err := json.Compact(&buf, value); err != nil {
-			return nil, invalid("dynamic_variables[%d].value is not valid JSON.", i)
-		}
+		buf.Write(stored)
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil

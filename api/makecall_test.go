@@ -124,6 +124,8 @@ func TestMakeCallBadInputPlacesNothing(t *testing.T) {
 		{"variables not a list", `{"call_from":"+15550310000","call_to":"+15550319999","dynamic_variables":{"a":"b"}}`, "dynamic_variables must be"},
 		{"variable without name", `{"call_from":"+15550310000","call_to":"+15550319999","dynamic_variables":[{"value":"b"}]}`, "dynamic_variables[0].name"},
 		{"NUL in a variable", `{"call_from":"+15550310000","call_to":"+15550319999","dynamic_variables":[{"name":"a","value":"\u0000"}]}`, "dynamic_variables must not contain NUL"},
+		{"variable number too large", `{"call_from":"+15550310000","call_to":"+15550319999","dynamic_variables":[{"name":"a","value":1e1000000}]}`, "dynamic_variables[0].value holds a number"},
+		{"variable number too small", `{"call_from":"+15550310000","call_to":"+15550319999","dynamic_variables":[{"name":"a","value":-1e-1000000}]}`, "dynamic_variables[0].value holds a number"},
 		{"variable named twice", `{"call_from":"+15550310000","call_to":"+15550319999","dynamic_variables":[{"name":"a","value":1},{"name":"a","value":2}]}`, "dynamic_variables[1]"},
 		{"variable value object", `{"call_from":"+15550310000","call_to":"+15550319999","dynamic_variables":[{"name":"a","value":{"x":1}}]}`, "dynamic_variables[0].value"},
 		{"agent not a string", `{"call_from":"+15550310000","call_to":"+15550319999","ai_agent_id":7}`, "ai_agent_id must be a string"},

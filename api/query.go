@@ -56,8 +56,8 @@ func parseCallQuery(v url.Values) (endcall.CallQuery, error) {
 		if len([]rune(vals[0])) > max {
 			return "", invalid("%s must be at most %d characters.", name, max)
 		}
-		if strings.ContainsRune(vals[0], 0) {
-			return "", invalid("%s must not contain NUL characters.", name)
+		if !storable(vals[0]) {
+			return "", invalid("%s must be UTF-8 text without NUL characters.", name)
 		}
 		return strings.TrimSpace(vals[0]), nil
 	}
@@ -193,9 +193,8 @@ func parseFilters(v url.Values) ([]endcall.CallFilter, error) {
 		}
 		f := endcall.CallFilter{Column: col, Operator: op}
 		if op != endcall.OpIsNull && op != endcall.OpNotNull {
-			// Postgres text cannot hold NUL: refused here, not by the query.
-			if strings.ContainsRune(vals[i], 0) {
-				return nil, invalid("%s[%d]: %s must not contain NUL characters.", strings.TrimSuffix(valName, "[]"), i, col)
+			if !storable(vals[i]) {
+				return nil, invalid("%s[%d]: %s must be UTF-8 text without NUL characters.", strings.TrimSuffix(valName, "[]"), i, col)
 			}
 			if f.Value, err = filterValue(typ, vals[i]); err != nil {
 				return nil, invalid("%s[%d]: %s must be %s.", strings.TrimSuffix(valName, "[]"), i, col, err.Error())

@@ -254,6 +254,9 @@ func TestQueryCallsBadParameters(t *testing.T) {
 		{"filter_columns[]=call_status&filter_columns=call_to&filter_operator[]=eq&filter_values[]=x", "filter_columns"},
 		{many.Encode(), "filter_columns[]"},
 		{"search=a%00b", "search"},
+		{"search=%FF", "search"},
+		{"campaign_id=x%C3", "campaign_id"},
+		{"filter_columns[]=disconnect_reason&filter_operator[]=contains&filter_values[]=%C3%28", "filter_values[0]"},
 		{"filter_columns[]=call_to&filter_operator[]=eq&filter_values[]=%2B1%00", "filter_values[0]"},
 		{"filter_columns[]=call_status&filter_operator[]=contains&filter_values[]=%00", "filter_values[0]"},
 	} {

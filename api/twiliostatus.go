@@ -62,6 +62,9 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 	if sid == "" || status == "" {
 		s.fail(w, r, invalid("CallSid and CallStatus are required."))
 		return
+	} else if !storable(sid) {
+		s.fail(w, r, invalid("CallSid must be UTF-8 text without NUL characters."))
+		return
 	}
 	c, creds, err := s.store.CallByProviderSID(ctx, "twilio", sid)
 	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
@@ -123,7 +126,7 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 // for it as BYOT credentials.
 func (s *Server) accountTokens(r *http.Request, account string) ([]string, error) {
 	switch {
-	case account == "" || strings.ContainsRune(account, 0):
+	case account == "" || !storable(account):
 		// A missing SID, or one that Postgres text cannot hold, names no account.
 		return nil, nil
 	case account == s.twilio.AccountSID:

@@ -223,6 +223,8 @@ func TestTwilioStatusRefusesBadSignatures(t *testing.T) {
 			twilioSignature(t, b.platformToken, testPublicURL+path, url.Values{"CallSid": {sid}, "CallStatus": {"completed"}})},
 		{"account with a NUL", path, statusForm("AC\x00", sid, "completed"),
 			twilioSignature(t, "any-token", testPublicURL+path, statusForm("AC\x00", sid, "completed"))},
+		{"account not UTF-8", path, statusForm("AC\xff", sid, "completed"),
+			twilioSignature(t, "any-token", testPublicURL+path, statusForm("AC\xff", sid, "completed"))},
 		{"BYOT account signed with the platform token", path, statusForm(byotAccount, sid, "completed"),
 			twilioSignature(t, b.platformToken, testPublicURL+path, statusForm(byotAccount, sid, "completed"))},
 	} {
@@ -239,6 +241,13 @@ func TestTwilioStatusRefusesBadSignatures(t *testing.T) {
 	}
 	if got := b.getCall(c.ID).CallStatus; got != "in-progress" {
 		t.Errorf("call status: got %q, want in-progress", got)
+	}
+
+	// A signed callback naming a CallSid that Postgres text cannot hold.
+	for _, bad := range []string{"CA\x00", "CA\xff"} {
+		form := statusForm(b.platformSID, bad, "completed")
+		r, _ := b.postStatus(path, form, twilioSignature(t, b.platformToken, testPublicURL+path, form))
+		r.want(t, 400, "invalid_request")
 	}
 
 	// The same callback, properly signed, ends the call; a query string is
