@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -19,15 +20,18 @@ import (
 //
 // The rescue is one Lua script over asynq's keys (asynq:{queue}:active,
 // :lease, :retry and the task hash, as of asynq v0.26; TestRescuer pins
-// them): it moves the task from active to retry, due now, exactly as the
-// recoverer would, but without counting the lost run as a retry, since its
-// outcome was never known. A task rescued maxRescues times (one that kills
-// its worker each time) is left to the recoverer, which counts and in the
-// end archives it. Several rescuers may run: the script acts once.
+// them): it moves the task from active to retry, due now, as the recoverer
+// would, but without counting the lost run as a retry (its outcome was
+// never known) or recording an error. A task without retries left, which
+// the recoverer would archive, and one rescued maxRescues times (as one
+// that kills its worker would be) are left to the recoverer. Several
+// rescuers may run: the script acts once.
 type Rescuer struct {
-	Redis redis.UniversalClient
+	Redis     redis.UniversalClient
+	Inspector *asynq.Inspector
 	// Interval is how often leases are looked at; Margin how long ago a
-	// lease must have expired, for clocks that differ between hosts.
+	// lease must have expired, for clocks that differ between hosts (asynq's
+	// recoverer allows 30 s).
 	Interval, Margin time.Duration
 	Log              *slog.Logger
 }
@@ -90,6 +94,15 @@ func (r *Rescuer) rescue(ctx context.Context, cutoff time.Time) (int, error) {
 			continue
 		}
 		for _, id := range ids {
+			info, err := r.Inspector.GetTaskInfo(q, id)
+			if errors.Is(err, asynq.ErrTaskNotFound) {
+				continue
+			} else if err != nil {
+				errs = append(errs, err)
+				continue
+			} else if info.Retried >= info.MaxRetry {
+				continue
+			}
 			keys := []string{prefix + "t:" + id, prefix + "active", prefix + "lease", prefix + "retry"}
 			moved, err := rescueScript.Run(ctx, r.Redis, keys, id, time.Now().Unix(), cutoff.Unix(), maxRescues).Int()
 			if err != nil {

@@ -17,10 +17,12 @@ import (
 )
 
 // TestRescuer runs a real asynq worker whose handler never returns and
-// checks the rescuer against asynq's keys: a lease renewed by a live worker
-// (expiring 25 to 30 s ahead) is left alone; a lease past the cutoff is
-// handed back and the task runs again, without its lost run counted as a
-// retry; after three rescues the task is left to asynq's recoverer.
+// checks the rescuer against asynq's keys, with cutoffs in the future so
+// that live leases stand in for expired ones: a lease renewed by a live
+// worker (expiring 25 to 30 s ahead) is left alone; a lease past the cutoff
+// is handed back, asynq's Inspector sees the task waiting again, and it
+// runs again without its lost run counted as a retry; after three rescues,
+// or when it has no retries left, a task is left to asynq's recoverer.
 func TestRescuer(t *testing.T) {
 	t.Parallel()
 	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
@@ -52,6 +54,8 @@ func TestRescuer(t *testing.T) {
 
 	client := asynq.NewClient(opt)
 	defer client.Close()
+	inspector := asynq.NewInspector(opt)
+	defer inspector.Close()
 	if _, err := client.Enqueue(asynq.NewTask("test:hang", nil), asynq.TaskID("hang-1"), asynq.Queue(jobs.QueueDefault), asynq.MaxRetry(5)); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +75,7 @@ func TestRescuer(t *testing.T) {
 
 	rdb := opt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	r := &worker.Rescuer{Redis: rdb, Log: log}
+	r := &worker.Rescuer{Redis: rdb, Inspector: inspector, Log: log}
 	if n, err := r.RescueBefore(ctx, time.Now().Add(20*time.Second)); err != nil || n != 0 {
 		t.Fatalf("a live lease: rescued %d, %v; want 0", n, err)
 	}
@@ -84,11 +88,28 @@ func TestRescuer(t *testing.T) {
 		if n, err := r.RescueBefore(ctx, time.Now().Add(40*time.Second)); err != nil || n != 1 {
 			t.Fatalf("rescue %d: rescued %d, %v; want 1", i+1, n, err)
 		}
+		if i == 0 {
+			info, err := inspector.GetTaskInfo(jobs.QueueDefault, "hang-1")
+			if err != nil || (info.State != asynq.TaskStateRetry && info.State != asynq.TaskStatePending && info.State != asynq.TaskStateActive) {
+				t.Fatalf("after a rescue the Inspector sees %+v, %v", info, err)
+			}
+		}
 		if got := next("after a rescue"); got != (run{"hang-1", 0}) {
 			t.Fatalf("run after rescue %d: %+v, want the same task with no retry counted", i+1, got)
 		}
 	}
 	if n, err := r.RescueBefore(ctx, time.Now().Add(40*time.Second)); err != nil || n != 0 {
 		t.Fatalf("a fourth rescue: rescued %d, %v; want 0 (left to asynq)", n, err)
+	}
+
+	// A task with no retry left would be archived by asynq, not run again.
+	if _, err := client.Enqueue(asynq.NewTask("test:hang", nil), asynq.TaskID("hang-last"), asynq.Queue(jobs.QueueWebhooks), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := next("of the task with no retry left"); got != (run{"hang-last", 0}) {
+		t.Fatalf("run: %+v", got)
+	}
+	if n, err := r.RescueBefore(ctx, time.Now().Add(40*time.Second)); err != nil || n != 0 {
+		t.Fatalf("a task with no retry left: rescued %d, %v; want 0", n, err)
 	}
 }

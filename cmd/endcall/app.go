@@ -33,11 +33,11 @@ import (
 const shutdownTimeout = 25 * time.Second
 
 // A task whose worker died runs again at most a lease (30 s) plus
-// rescueMargin plus rescueInterval after the death: 50 s, within the
-// contract's 90 s (see worker.Rescuer).
+// rescueMargin plus rescueInterval after the death: 70 s, within the
+// contract's 90 s (see worker.Rescuer). The margin is asynq's own.
 const (
 	rescueInterval = 10 * time.Second
-	rescueMargin   = 10 * time.Second
+	rescueMargin   = 30 * time.Second
 )
 
 // runProcess runs serve, worker or all until ctx is cancelled.
@@ -111,7 +111,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			}}
 		rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 		defer rdb.Close()
-		rescuer := &worker.Rescuer{Redis: rdb, Interval: rescueInterval, Margin: rescueMargin, Log: log}
+		rescuer := &worker.Rescuer{Redis: rdb, Inspector: inspector, Interval: rescueInterval, Margin: rescueMargin, Log: log}
 		g.Go(func() error { return w.Run(ctx) })
 		g.Go(func() error { return sweeper.Run(ctx) })
 		g.Go(func() error { return rescuer.Run(ctx) })
