@@ -79,10 +79,12 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
 		OnEnded: m.CallEnded,
 	}
+	// One Redis client for what is not asynq's own: the readiness probe and
+	// the rescuer.
+	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
 	g, ctx := errgroup.WithContext(ctx)
 	if mode == "serve" || mode == "all" {
-		rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
-		defer rdb.Close()
 		dash := dashboard.New(dashboard.Config{Redis: redisOpt, Username: cfg.DashboardUsername,
 			Password: cfg.DashboardPassword, ReadOnly: cfg.DashboardReadOnly})
 		// Deferred, so closed only once the HTTP server has drained.
@@ -109,8 +111,6 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			Task: func(slot time.Time) (*asynq.Task, error) {
 				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
 			}}
-		rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
-		defer rdb.Close()
 		rescuer := &worker.Rescuer{Redis: rdb, Inspector: inspector, Interval: rescueInterval, Margin: rescueMargin, Log: log}
 		g.Go(func() error { return w.Run(ctx) })
 		g.Go(func() error { return sweeper.Run(ctx) })
