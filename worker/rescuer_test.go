@@ -2,8 +2,10 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -21,8 +23,9 @@ import (
 // that live leases stand in for expired ones: a lease renewed by a live
 // worker (expiring 25 to 30 s ahead) is left alone; a lease past the cutoff
 // is handed back, asynq's Inspector sees the task waiting again, and it
-// runs again without its lost run counted as a retry; after three rescues,
-// or when it has no retries left, a task is left to asynq's recoverer.
+// runs again without its lost run counted as a retry; after three rescues a
+// task is left to asynq's recoverer. A task on its last attempt is rescued
+// too: the attempt that died was never made.
 func TestRescuer(t *testing.T) {
 	t.Parallel()
 	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
@@ -102,14 +105,196 @@ func TestRescuer(t *testing.T) {
 		t.Fatalf("a fourth rescue: rescued %d, %v; want 0 (left to asynq)", n, err)
 	}
 
-	// A task with no retry left would be archived by asynq, not run again.
+	// asynq would archive a task with no retry left; it runs again instead.
 	if _, err := client.Enqueue(asynq.NewTask("test:hang", nil), asynq.TaskID("hang-last"), asynq.Queue(jobs.QueueWebhooks), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
 	if got := next("of the task with no retry left"); got != (run{"hang-last", 0}) {
 		t.Fatalf("run: %+v", got)
 	}
-	if n, err := r.RescueBefore(ctx, time.Now().Add(40*time.Second)); err != nil || n != 0 {
-		t.Fatalf("a task with no retry left: rescued %d, %v; want 0", n, err)
+	if n, err := r.RescueBefore(ctx, time.Now().Add(40*time.Second)); err != nil || n != 1 {
+		t.Fatalf("a task with no retry left: rescued %d, %v; want 1", n, err)
 	}
+	if got := next("after the rescue of the task with no retry left"); got != (run{"hang-last", 0}) {
+		t.Fatalf("run after rescue: %+v", got)
+	}
+}
+
+// TestRescuerHandsBackTasksArchivedForAnExpiredLease has asynq's own
+// recoverer archive tasks whose worker was cut off from Redis on their last
+// attempt, as it does when it gets to them before the rescuer. The lease
+// scores are set a minute back, standing in for the minute the recoverer
+// would otherwise be waited for. The rescuer hands such a task back and it
+// runs; one an operator archived again later, one rescued three times
+// already, and one whose handler failed on its last attempt stay archived.
+func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
+	t.Parallel()
+	conn, err := asynq.ParseRedisURI(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := conn.(asynq.RedisClientOpt)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hang := func(runs chan<- string) asynq.HandlerFunc {
+		return func(ctx context.Context, task *asynq.Task) error {
+			id, _ := asynq.GetTaskID(ctx)
+			runs <- id
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	// Worker A reaches Redis through a proxy, to be cut off mid-task.
+	proxy := newProxy(t, opt.Addr)
+	viaProxy := opt
+	viaProxy.Addr = proxy.addr()
+	aRuns := make(chan string, 3)
+	a := worker.New(worker.Config{Redis: viaProxy, Concurrency: 3, ShutdownTimeout: time.Second, Log: log})
+	a.Handle("test:hang", hang(aRuns))
+	wg.Go(func() { a.Run(ctx) })
+
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	inspector := asynq.NewInspector(opt)
+	defer inspector.Close()
+	ids := []string{"last-recovered", "last-rearchived", "last-rescued-thrice"}
+	for _, id := range ids {
+		if _, err := client.Enqueue(asynq.NewTask("test:hang", nil), asynq.TaskID(id), asynq.Queue(jobs.QueueDefault), asynq.MaxRetry(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range ids {
+		select {
+		case <-aRuns:
+		case <-time.After(10 * time.Second):
+			t.Fatal("worker A did not take every task")
+		}
+	}
+	proxy.cut()
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	lease := "asynq:{" + jobs.QueueDefault + "}:lease"
+	for _, id := range ids {
+		if err := rdb.ZAddXX(ctx, lease, redis.Z{Score: float64(time.Now().Add(-time.Minute).Unix()), Member: id}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Worker B's recoverer archives the three at start; the queue is paused
+	// so that nothing runs before the rescuer has looked.
+	if err := inspector.PauseQueue(jobs.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	bRuns := make(chan string, 3)
+	b := worker.New(worker.Config{Redis: opt, Concurrency: 3, ShutdownTimeout: time.Second, Log: log})
+	b.Handle("test:hang", hang(bRuns))
+	b.Handle("test:fail", asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return errors.New("failed for good") }))
+	wg.Go(func() { b.Run(ctx) })
+	if _, err := client.Enqueue(asynq.NewTask("test:fail", nil), asynq.TaskID("failed"), asynq.Queue(jobs.QueueWebhooks), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "asynq's recoverer to archive the tasks", func() bool {
+		for _, id := range ids {
+			info, err := inspector.GetTaskInfo(jobs.QueueDefault, id)
+			if err != nil || info.State != asynq.TaskStateArchived || info.LastErr != asynq.ErrLeaseExpired.Error() {
+				return false
+			}
+		}
+		info, err := inspector.GetTaskInfo(jobs.QueueWebhooks, "failed")
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	// An operator runs one and archives it again a second later.
+	time.Sleep(1100 * time.Millisecond)
+	if err := inspector.RunTask(jobs.QueueDefault, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := inspector.ArchiveTask(jobs.QueueDefault, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, "asynq:{"+jobs.QueueDefault+"}:t:"+ids[2], "endcall_rescues", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	r := &worker.Rescuer{Redis: rdb, Inspector: inspector, Log: log}
+	if n, err := r.RescueBefore(ctx, time.Now().Add(-30*time.Second)); err != nil || n != 1 {
+		t.Fatalf("rescued %d, %v; want 1", n, err)
+	}
+	if n, err := r.RescueBefore(ctx, time.Now().Add(-30*time.Second)); err != nil || n != 0 {
+		t.Fatalf("a second pass rescued %d, %v; want 0", n, err)
+	}
+	for i, want := range []asynq.TaskState{asynq.TaskStatePending, asynq.TaskStateArchived, asynq.TaskStateArchived} {
+		if info, err := inspector.GetTaskInfo(jobs.QueueDefault, ids[i]); err != nil || info.State != want {
+			t.Fatalf("%s: %+v, %v; want %v", ids[i], info, err, want)
+		}
+	}
+	if err := inspector.UnpauseQueue(jobs.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-bRuns:
+		if id != ids[0] {
+			t.Fatalf("worker B ran %s", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handed-back task did not run")
+	}
+}
+
+// proxy forwards TCP connections to a server until it is cut.
+type proxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.closed {
+				c.Close()
+				s.Close()
+			} else {
+				p.conns = append(p.conns, c, s)
+			}
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+// cut refuses new connections and closes the open ones.
+func (p *proxy) cut() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
