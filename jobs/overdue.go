@@ -45,7 +45,8 @@ func NewEndOverdueTask(slot time.Time, interval time.Duration) (*asynq.Task, err
 		return nil, err
 	}
 	// No retries: the next slot scans again anyway, and a failed scan stays
-	// visible as archived in the dashboard.
+	// visible as archived in the dashboard. (A scan whose worker died runs
+	// again: see worker.Rescuer.)
 	return asynq.NewTask(TypeEndOverdue, payload, asynq.TaskID("overdue:"+strconv.FormatInt(slot.Unix(), 10)),
 		asynq.Queue(QueueDefault), asynq.MaxRetry(0), asynq.Timeout(overdueBudget+2*time.Minute),
 		asynq.Retention(interval+time.Minute)), nil

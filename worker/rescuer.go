@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -19,17 +21,17 @@ import (
 // Margin ago belongs to a worker that is gone (or cut off from Redis).
 //
 // The rescue is one Lua script over asynq's keys (asynq:{queue}:active,
-// :lease, :retry, :archived, :pending and the task hash, as of asynq v0.26;
-// TestRescuer pins them): it moves the task from active to retry, due now,
-// as the recoverer would, but without counting the lost run as a retry (its
+// :lease, :archived, :pending and the task hash, as of asynq v0.26;
+// TestRescuer pins them): it moves the task from active to the head of
+// pending, to run next, without counting the lost run as a retry (its
 // outcome was never known) or recording an error. That holds for a task on
-// its last attempt too, which the recoverer would archive: the contract
-// says a killed task runs again, and the attempt that died was not made.
-// When the recoverer gets to such a task first, it archives it "for an
-// expired lease"; the rescuer hands that task back to pending as well. A
-// task rescued maxRescues times (as one that kills its worker would be) is
-// left to the recoverer, and archived. Several rescuers may run: each script
-// acts once.
+// its last attempt too, which the recoverer would archive: the contract says
+// a killed task runs again, and the attempt that died was not made. When
+// the recoverer gets to such a task first and archives it for an expired
+// lease, the rescuer hands it back from the archive too. A task rescued
+// maxRescues times (as one that kills its worker would be) is left to the
+// recoverer, which counts its deaths as failures and archives it when its
+// retries run out. Several rescuers may run: each script acts once.
 type Rescuer struct {
 	Redis redis.UniversalClient
 	// Inspector reads an archived task's last error.
@@ -40,50 +42,60 @@ type Rescuer struct {
 	Interval, Margin time.Duration
 	Log              *slog.Logger
 
-	// passed holds the archived tasks looked at and left, by queue and ID,
-	// with their archive score, so that each is inspected once however many
-	// deliveries fail for good. Used by Run's goroutine alone.
-	passed map[string]float64
+	mu sync.Mutex
+	// readTo is, by queue, the newest archive score read in a pass without
+	// errors, so that each archived task is read about once however many
+	// archive.
+	readTo map[string]float64
 }
 
 const (
 	// maxRescues bounds the rescues of one task.
 	maxRescues = 3
-	// archivedLookback is how far back the rescuer looks for tasks the
-	// recoverer archived for an expired lease: far enough to cover a
-	// rescuer that was down or cut off from Redis for a while, near enough
-	// that an operator's choice to leave an old one archived stands.
-	archivedLookback = 10 * time.Minute
+	// archivedLookback is how far back a rescuer that has just started
+	// looks for tasks the recoverer archived for an expired lease. The
+	// recoverer runs only in processes that run a rescuer too, which looks
+	// within Interval of it.
+	archivedLookback = 2 * time.Minute
+	// staleArchive: a task archived for an expired lease sooner than this
+	// after its last rescue was archived by a recoverer that listed it
+	// before the rescue, while its new run may be live (a new run's lease
+	// expires 30 s after it starts, and the recoverer waits 30 s more).
+	staleArchive = time.Minute
+	// maxArchivedErrors bounds the errors one pass reports for a queue.
+	maxArchivedErrors = 3
 )
 
-// rescueScript moves task ARGV[1] from active to retry, due at ARGV[2], if
-// its lease expired before ARGV[3] (both in Unix seconds, as asynq scores
-// them) and it has been rescued fewer than ARGV[4] times.
+// rescueScript moves task ARGV[1] from active to the head of pending if its
+// lease expired before ARGV[2] (Unix seconds, as asynq scores it) and it
+// has been rescued fewer than ARGV[3] times; ARGV[4] is now in Unix
+// nanoseconds (asynq's pending_since), ARGV[5] in seconds.
 //
-// KEYS[1] the task hash, KEYS[2] active, KEYS[3] lease, KEYS[4] retry.
+// KEYS[1] the task hash, KEYS[2] active, KEYS[3] lease, KEYS[4] pending.
 var rescueScript = redis.NewScript(`
 local lease = redis.call("ZSCORE", KEYS[3], ARGV[1])
-if not lease or tonumber(lease) >= tonumber(ARGV[3]) then
+if not lease or tonumber(lease) >= tonumber(ARGV[2]) then
 	return 0
 end
 if redis.call("HGET", KEYS[1], "state") ~= "active" then
 	return 0
 end
-if tonumber(redis.call("HGET", KEYS[1], "endcall_rescues") or "0") >= tonumber(ARGV[4]) then
+if tonumber(redis.call("HGET", KEYS[1], "endcall_rescues") or "0") >= tonumber(ARGV[3]) then
 	return 0
 end
 if redis.call("LREM", KEYS[2], 0, ARGV[1]) == 0 then
 	return 0
 end
 redis.call("ZREM", KEYS[3], ARGV[1])
-redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
-redis.call("HSET", KEYS[1], "state", "retry")
+redis.call("RPUSH", KEYS[4], ARGV[1])
+redis.call("HSET", KEYS[1], "state", "pending", "pending_since", ARGV[4], "endcall_rescued_at", ARGV[5])
 redis.call("HINCRBY", KEYS[1], "endcall_rescues", 1)
 return 1`)
 
-// unarchiveScript moves task ARGV[1] from archived to pending if it is
-// still archived at ARGV[2] (Unix seconds, its score when it was seen) and
-// has been rescued fewer than ARGV[3] times.
+// unarchiveScript moves task ARGV[1] from archived to the head of pending if
+// it is still archived at ARGV[2] (Unix seconds, its score when it was
+// read), was not rescued within ARGV[3] seconds before that, and has been
+// rescued fewer than ARGV[4] times; ARGV[5] is now in Unix nanoseconds.
 //
 // KEYS[1] the task hash, KEYS[2] archived, KEYS[3] pending.
 var unarchiveScript = redis.NewScript(`
@@ -94,14 +106,22 @@ end
 if redis.call("HGET", KEYS[1], "state") ~= "archived" then
 	return 0
 end
-if tonumber(redis.call("HGET", KEYS[1], "endcall_rescues") or "0") >= tonumber(ARGV[3]) then
+local rescued = redis.call("HGET", KEYS[1], "endcall_rescued_at")
+if rescued and tonumber(ARGV[2]) - tonumber(rescued) < tonumber(ARGV[3]) then
+	return 0
+end
+if tonumber(redis.call("HGET", KEYS[1], "endcall_rescues") or "0") >= tonumber(ARGV[4]) then
 	return 0
 end
 redis.call("ZREM", KEYS[2], ARGV[1])
-redis.call("LPUSH", KEYS[3], ARGV[1])
-redis.call("HSET", KEYS[1], "state", "pending")
+redis.call("RPUSH", KEYS[3], ARGV[1])
+redis.call("HSET", KEYS[1], "state", "pending", "pending_since", ARGV[5])
 redis.call("HINCRBY", KEYS[1], "endcall_rescues", 1)
 return 1`)
+
+// leaseExpired is the error asynq's recoverer archives a task with, as it
+// appears in the task's encoded message.
+var leaseExpired = []byte(asynq.ErrLeaseExpired.Error())
 
 // Run rescues at once and then every Interval until ctx is done.
 func (r *Rescuer) Run(ctx context.Context) error {
@@ -119,68 +139,93 @@ func (r *Rescuer) Run(ctx context.Context) error {
 	}
 }
 
-// rescue hands back every task whose lease expired before cutoff, and every
-// task the recoverer archived for an expired lease since archivedLookback,
-// and returns how many it handed back.
+// rescue hands back every task whose lease expired before cutoff, then
+// every task the recoverer archived for an expired lease, and returns how
+// many it handed back.
 func (r *Rescuer) rescue(ctx context.Context, cutoff time.Time) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var errs []error
 	n := 0
 	for q := range queues {
-		prefix := "asynq:{" + q + "}:"
-		ids, err := r.Redis.ZRangeByScore(ctx, prefix+"lease", &redis.ZRangeBy{
-			Min: "-inf", Max: "(" + strconv.FormatInt(cutoff.Unix(), 10)}).Result()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, id := range ids {
-			keys := []string{prefix + "t:" + id, prefix + "active", prefix + "lease", prefix + "retry"}
-			moved, err := rescueScript.Run(ctx, r.Redis, keys, id, time.Now().Unix(), cutoff.Unix(), maxRescues).Int()
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if moved == 1 {
-				n++
-				r.Log.Warn("task's worker is gone (its lease expired); handed back to the queue", "queue", q, "task_id", id)
-			}
-		}
-		m, err := r.unarchive(ctx, q, time.Now().Add(-archivedLookback))
+		m, err := r.rescueLeases(ctx, q, cutoff)
 		n += m
-		if err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, err)
+	}
+	for q := range queues {
+		m, err := r.unarchive(ctx, q)
+		n += m
+		errs = append(errs, err)
 	}
 	return n, errors.Join(errs...)
 }
 
-// unarchive hands back to queue q's pending list the tasks that asynq's
-// recoverer archived, since the given time, because their worker died on
-// their last attempt. The recoverer archives with the error ErrLeaseExpired
-// and the failure time as the archive's score; a task an operator archived
-// later keeps an older failure time, and stays.
-func (r *Rescuer) unarchive(ctx context.Context, q string, since time.Time) (int, error) {
+// rescueLeases hands back queue q's tasks whose lease expired before cutoff.
+func (r *Rescuer) rescueLeases(ctx context.Context, q string, cutoff time.Time) (int, error) {
 	prefix := "asynq:{" + q + "}:"
-	archived, err := r.Redis.ZRangeByScoreWithScores(ctx, prefix+"archived", &redis.ZRangeBy{
-		Min: strconv.FormatInt(since.Unix(), 10), Max: "+inf"}).Result()
+	ids, err := r.Redis.ZRangeByScore(ctx, prefix+"lease", &redis.ZRangeBy{
+		Min: "-inf", Max: "(" + strconv.FormatInt(cutoff.Unix(), 10)}).Result()
 	if err != nil {
 		return 0, err
 	}
-	if r.passed == nil {
-		r.passed = map[string]float64{}
-	}
-	for key, score := range r.passed {
-		if score < float64(since.Unix()) {
-			delete(r.passed, key)
+	n := 0
+	for _, id := range ids {
+		now := time.Now()
+		keys := []string{prefix + "t:" + id, prefix + "active", prefix + "lease", prefix + "pending"}
+		moved, err := rescueScript.Run(ctx, r.Redis, keys, id, cutoff.Unix(), maxRescues, now.UnixNano(), now.Unix()).Int()
+		if err != nil {
+			return n, err
+		}
+		if moved == 1 {
+			n++
+			r.Log.Warn("task's worker is gone (its lease expired); handed back to the queue", "queue", q, "task_id", id)
 		}
 	}
+	return n, nil
+}
+
+// unarchive hands back queue q's tasks that asynq's recoverer archived
+// because their worker died on their last attempt, among those archived
+// since the last pass (archivedLookback for the first). The recoverer
+// archives with the error ErrLeaseExpired and the failure time as the
+// archive's score; a task an operator archives later keeps an older failure
+// time, and stays. The messages are read in one round trip, and only those
+// that carry the error are decoded through the Inspector.
+func (r *Rescuer) unarchive(ctx context.Context, q string) (int, error) {
+	prefix := "asynq:{" + q + "}:"
+	from := float64(time.Now().Add(-archivedLookback).Unix())
+	if r.readTo == nil {
+		r.readTo = map[string]float64{}
+	}
+	// A second's overlap: more may have been archived in the last second read.
+	if to, ok := r.readTo[q]; ok && to-1 > from {
+		from = to - 1
+	}
+	archived, err := r.Redis.ZRangeByScoreWithScores(ctx, prefix+"archived", &redis.ZRangeBy{
+		Min: strconv.FormatFloat(from, 'f', 0, 64), Max: "+inf"}).Result()
+	if err != nil || len(archived) == 0 {
+		return 0, err
+	}
+	pipe := r.Redis.Pipeline()
+	msgs := make([]*redis.StringCmd, len(archived))
+	for i, z := range archived {
+		msgs[i] = pipe.HGet(ctx, prefix+"t:"+z.Member.(string), "msg")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, err
+	}
+
 	var errs []error
 	n := 0
-	for _, z := range archived {
-		id, _ := z.Member.(string)
-		if score, ok := r.passed[q+"/"+id]; ok && score == z.Score {
-			continue
+	for i, z := range archived {
+		if len(errs) == maxArchivedErrors || ctx.Err() != nil {
+			break
 		}
+		msg, err := msgs[i].Bytes()
+		if err != nil || !bytes.Contains(msg, leaseExpired) {
+			continue // gone since, or archived for another reason
+		}
+		id := z.Member.(string)
 		info, err := r.Inspector.GetTaskInfo(q, id)
 		if errors.Is(err, asynq.ErrTaskNotFound) {
 			continue
@@ -189,21 +234,23 @@ func (r *Rescuer) unarchive(ctx context.Context, q string, since time.Time) (int
 			continue
 		}
 		if info.LastErr != asynq.ErrLeaseExpired.Error() || info.LastFailedAt.Unix() != int64(z.Score) {
-			r.passed[q+"/"+id] = z.Score
 			continue
 		}
 		keys := []string{prefix + "t:" + id, prefix + "archived", prefix + "pending"}
-		moved, err := unarchiveScript.Run(ctx, r.Redis, keys, id, int64(z.Score), maxRescues).Int()
+		moved, err := unarchiveScript.Run(ctx, r.Redis, keys, id, int64(z.Score), int64(staleArchive/time.Second), maxRescues, time.Now().UnixNano()).Int()
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if moved == 0 {
-			r.passed[q+"/"+id] = z.Score // rescued enough, or moved meanwhile
-			continue
+		if moved == 1 {
+			n++
+			r.Log.Warn("task archived when its worker died on its last attempt; handed back to the queue", "queue", q, "task_id", id)
 		}
-		n++
-		r.Log.Warn("task archived when its worker died on its last attempt; handed back to the queue", "queue", q, "task_id", id)
+	}
+	// After an error the same tasks are read again next time; the scripts
+	// act once.
+	if len(errs) == 0 && ctx.Err() == nil {
+		r.readTo[q] = archived[len(archived)-1].Score
 	}
 	return n, errors.Join(errs...)
 }

@@ -124,9 +124,12 @@ func TestRescuer(t *testing.T) {
 // recoverer archive tasks whose worker was cut off from Redis on their last
 // attempt, as it does when it gets to them before the rescuer. The lease
 // scores are set a minute back, standing in for the minute the recoverer
-// would otherwise be waited for. The rescuer hands such a task back and it
-// runs; one an operator archived again later, one rescued three times
-// already, and one whose handler failed on its last attempt stay archived.
+// would otherwise be waited for. The rescuer hands such a task back to run
+// next, and one the recoverer archives after that pass on the next. These
+// stay archived: one an operator archived again later, one rescued three
+// times already, one rescued moments before its archive (a recoverer that
+// listed it before the rescue archived it, and its new run may be live),
+// and one whose handler failed on its last attempt.
 func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 	t.Parallel()
 	conn, err := asynq.ParseRedisURI(testenv.Redis(t))
@@ -135,32 +138,63 @@ func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 	}
 	opt := conn.(asynq.RedisClientOpt)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hang := func(runs chan<- string) asynq.HandlerFunc {
-		return func(ctx context.Context, task *asynq.Task) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	runs := make(chan string, 10)
+	start := func(o asynq.RedisClientOpt) {
+		w := worker.New(worker.Config{Redis: o, Concurrency: 6, ShutdownTimeout: time.Second, Log: log})
+		w.Handle("test:hang", asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
 			id, _ := asynq.GetTaskID(ctx)
 			runs <- id
 			<-ctx.Done()
 			return ctx.Err()
+		}))
+		w.Handle("test:fail", asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return errors.New("failed for good") }))
+		wg.Go(func() { w.Run(ctx) })
+	}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	inspector := asynq.NewInspector(opt)
+	defer inspector.Close()
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	prefix := "asynq:{" + jobs.QueueDefault + "}:"
+	expire := func(ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			if err := rdb.ZAddXX(ctx, prefix+"lease", redis.Z{Score: float64(time.Now().Add(-time.Minute).Unix()), Member: id}).Err(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	archivedForLease := func(ids ...string) func() bool {
+		return func() bool {
+			for _, id := range ids {
+				info, err := inspector.GetTaskInfo(jobs.QueueDefault, id)
+				if err != nil || info.State != asynq.TaskStateArchived || info.LastErr != asynq.ErrLeaseExpired.Error() {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	state := func(id string) asynq.TaskState {
+		t.Helper()
+		info, err := inspector.GetTaskInfo(jobs.QueueDefault, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State
+	}
 
 	// Worker A reaches Redis through a proxy, to be cut off mid-task.
 	proxy := newProxy(t, opt.Addr)
 	viaProxy := opt
 	viaProxy.Addr = proxy.addr()
-	aRuns := make(chan string, 3)
-	a := worker.New(worker.Config{Redis: viaProxy, Concurrency: 3, ShutdownTimeout: time.Second, Log: log})
-	a.Handle("test:hang", hang(aRuns))
-	wg.Go(func() { a.Run(ctx) })
-
-	client := asynq.NewClient(opt)
-	defer client.Close()
-	inspector := asynq.NewInspector(opt)
-	defer inspector.Close()
-	ids := []string{"last-recovered", "last-rearchived", "last-rescued-thrice"}
+	start(viaProxy)
+	const recovered, rearchived, thrice, justRescued, late = "recovered", "rearchived", "rescued-thrice", "just-rescued", "late"
+	ids := []string{recovered, rearchived, thrice, justRescued, late}
 	for _, id := range ids {
 		if _, err := client.Enqueue(asynq.NewTask("test:hang", nil), asynq.TaskID(id), asynq.Queue(jobs.QueueDefault), asynq.MaxRetry(0)); err != nil {
 			t.Fatal(err)
@@ -168,53 +202,40 @@ func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 	}
 	for range ids {
 		select {
-		case <-aRuns:
+		case <-runs:
 		case <-time.After(10 * time.Second):
 			t.Fatal("worker A did not take every task")
 		}
 	}
 	proxy.cut()
-	rdb := opt.MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
-	lease := "asynq:{" + jobs.QueueDefault + "}:lease"
-	for _, id := range ids {
-		if err := rdb.ZAddXX(ctx, lease, redis.Z{Score: float64(time.Now().Add(-time.Minute).Unix()), Member: id}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	expire(recovered, rearchived, thrice, justRescued)
 
-	// Worker B's recoverer archives the three at start; the queue is paused
-	// so that nothing runs before the rescuer has looked.
+	// Worker B's recoverer archives those four at start; the queue is
+	// paused so that nothing runs before the rescuer has looked.
 	if err := inspector.PauseQueue(jobs.QueueDefault); err != nil {
 		t.Fatal(err)
 	}
-	bRuns := make(chan string, 3)
-	b := worker.New(worker.Config{Redis: opt, Concurrency: 3, ShutdownTimeout: time.Second, Log: log})
-	b.Handle("test:hang", hang(bRuns))
-	b.Handle("test:fail", asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return errors.New("failed for good") }))
-	wg.Go(func() { b.Run(ctx) })
+	start(opt)
 	if _, err := client.Enqueue(asynq.NewTask("test:fail", nil), asynq.TaskID("failed"), asynq.Queue(jobs.QueueWebhooks), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "asynq's recoverer to archive the tasks", func() bool {
-		for _, id := range ids {
-			info, err := inspector.GetTaskInfo(jobs.QueueDefault, id)
-			if err != nil || info.State != asynq.TaskStateArchived || info.LastErr != asynq.ErrLeaseExpired.Error() {
-				return false
-			}
-		}
+	waitFor(t, 10*time.Second, "asynq's recoverer to archive the tasks", archivedForLease(recovered, rearchived, thrice, justRescued))
+	waitFor(t, 10*time.Second, "the failed task to be archived", func() bool {
 		info, err := inspector.GetTaskInfo(jobs.QueueWebhooks, "failed")
 		return err == nil && info.State == asynq.TaskStateArchived
 	})
 	// An operator runs one and archives it again a second later.
 	time.Sleep(1100 * time.Millisecond)
-	if err := inspector.RunTask(jobs.QueueDefault, ids[1]); err != nil {
+	if err := inspector.RunTask(jobs.QueueDefault, rearchived); err != nil {
 		t.Fatal(err)
 	}
-	if err := inspector.ArchiveTask(jobs.QueueDefault, ids[1]); err != nil {
+	if err := inspector.ArchiveTask(jobs.QueueDefault, rearchived); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.HSet(ctx, "asynq:{"+jobs.QueueDefault+"}:t:"+ids[2], "endcall_rescues", 3).Err(); err != nil {
+	if err := rdb.HSet(ctx, prefix+"t:"+thrice, "endcall_rescues", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, prefix+"t:"+justRescued, "endcall_rescued_at", time.Now().Unix()).Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -222,24 +243,43 @@ func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 	if n, err := r.RescueBefore(ctx, time.Now().Add(-30*time.Second)); err != nil || n != 1 {
 		t.Fatalf("rescued %d, %v; want 1", n, err)
 	}
-	if n, err := r.RescueBefore(ctx, time.Now().Add(-30*time.Second)); err != nil || n != 0 {
-		t.Fatalf("a second pass rescued %d, %v; want 0", n, err)
-	}
-	for i, want := range []asynq.TaskState{asynq.TaskStatePending, asynq.TaskStateArchived, asynq.TaskStateArchived} {
-		if info, err := inspector.GetTaskInfo(jobs.QueueDefault, ids[i]); err != nil || info.State != want {
-			t.Fatalf("%s: %+v, %v; want %v", ids[i], info, err, want)
+	for id, want := range map[string]asynq.TaskState{recovered: asynq.TaskStatePending, rearchived: asynq.TaskStateArchived,
+		thrice: asynq.TaskStateArchived, justRescued: asynq.TaskStateArchived, late: asynq.TaskStateActive} {
+		if got := state(id); got != want {
+			t.Fatalf("%s is %v, want %v", id, got, want)
 		}
+	}
+	if since, err := rdb.HGet(ctx, prefix+"t:"+recovered, "pending_since").Int64(); err != nil || time.Since(time.Unix(0, since)) > 10*time.Second {
+		t.Fatalf("pending_since of the handed-back task: %d, %v", since, err)
+	}
+
+	// The recoverer of worker C, started now, archives the last task: the
+	// next pass finds it.
+	expire(late)
+	start(opt)
+	waitFor(t, 10*time.Second, "asynq's recoverer to archive the late task", archivedForLease(late))
+	if n, err := r.RescueBefore(ctx, time.Now().Add(-30*time.Second)); err != nil || n != 1 {
+		t.Fatalf("the next pass rescued %d, %v; want 1 (the late task)", n, err)
 	}
 	if err := inspector.UnpauseQueue(jobs.QueueDefault); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case id := <-bRuns:
-		if id != ids[0] {
-			t.Fatalf("worker B ran %s", id)
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case id := <-runs:
+			got[id] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the handed-back tasks did not both run: %v", got)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handed-back task did not run")
+	}
+	if !got[recovered] || !got[late] {
+		t.Fatalf("ran %v, want %s and %s", got, recovered, late)
+	}
+	select {
+	case id := <-runs:
+		t.Fatalf("%s ran too", id)
+	case <-time.After(time.Second):
 	}
 }
 
