@@ -21,9 +21,9 @@ import (
 // Margin ago belongs to a worker that is gone (or cut off from Redis).
 //
 // The rescue is one Lua script over asynq's keys (asynq:{queue}:active,
-// :lease, :archived, :pending and the task hash, as of asynq v0.26;
-// TestRescuer pins them): it moves the task from active to the head of
-// pending, to run next, without counting the lost run as a retry (its
+// :lease, :retry, :archived and the task hash, as of asynq v0.26;
+// TestRescuer pins them): it moves the task from active to retry, due now,
+// as the recoverer would, but without counting the lost run as a retry (its
 // outcome was never known) or recording an error. That holds for a task on
 // its last attempt too, which the recoverer would archive: the contract says
 // a killed task runs again, and the attempt that died was not made. When
@@ -43,35 +43,37 @@ type Rescuer struct {
 	Log              *slog.Logger
 
 	mu sync.Mutex
-	// readTo is, by queue, the newest archive score read in a pass without
-	// errors, so that each archived task is read about once however many
-	// archive.
-	readTo map[string]float64
+	// readFrom is, by queue, where the next look at the archive starts: the
+	// start of the last pass that read it without error, less Margin for
+	// hosts whose clocks lag (they score their archives), less a second
+	// for scores truncated to seconds.
+	readFrom map[string]time.Time
 }
 
 const (
 	// maxRescues bounds the rescues of one task.
 	maxRescues = 3
 	// archivedLookback is how far back a rescuer that has just started
-	// looks for tasks the recoverer archived for an expired lease. The
-	// recoverer runs only in processes that run a rescuer too, which looks
-	// within Interval of it.
-	archivedLookback = 2 * time.Minute
+	// looks for tasks the recoverer archived for an expired lease: the
+	// recoverer runs only in processes that run a rescuer too, but the
+	// process may have died just after the archive.
+	archivedLookback = 10 * time.Minute
 	// staleArchive: a task archived for an expired lease sooner than this
 	// after its last rescue was archived by a recoverer that listed it
-	// before the rescue, while its new run may be live (a new run's lease
-	// expires 30 s after it starts, and the recoverer waits 30 s more).
-	staleArchive = time.Minute
+	// before the rescue, while its new run may be live. A genuine archive
+	// of the new run comes a minute or more after the rescue (its lease
+	// runs 30 s, and the recoverer waits 30 s more); a stale one within
+	// seconds.
+	staleArchive = 30 * time.Second
 	// maxArchivedErrors bounds the errors one pass reports for a queue.
 	maxArchivedErrors = 3
 )
 
-// rescueScript moves task ARGV[1] from active to the head of pending if its
-// lease expired before ARGV[2] (Unix seconds, as asynq scores it) and it
-// has been rescued fewer than ARGV[3] times; ARGV[4] is now in Unix
-// nanoseconds (asynq's pending_since), ARGV[5] in seconds.
+// rescueScript moves task ARGV[1] from active to retry, due at ARGV[4], if
+// its lease expired before ARGV[2] and it has been rescued fewer than
+// ARGV[3] times (times in Unix seconds, as asynq scores them).
 //
-// KEYS[1] the task hash, KEYS[2] active, KEYS[3] lease, KEYS[4] pending.
+// KEYS[1] the task hash, KEYS[2] active, KEYS[3] lease, KEYS[4] retry.
 var rescueScript = redis.NewScript(`
 local lease = redis.call("ZSCORE", KEYS[3], ARGV[1])
 if not lease or tonumber(lease) >= tonumber(ARGV[2]) then
@@ -87,17 +89,17 @@ if redis.call("LREM", KEYS[2], 0, ARGV[1]) == 0 then
 	return 0
 end
 redis.call("ZREM", KEYS[3], ARGV[1])
-redis.call("RPUSH", KEYS[4], ARGV[1])
-redis.call("HSET", KEYS[1], "state", "pending", "pending_since", ARGV[4], "endcall_rescued_at", ARGV[5])
+redis.call("ZADD", KEYS[4], ARGV[4], ARGV[1])
+redis.call("HSET", KEYS[1], "state", "retry", "endcall_rescued_at", ARGV[4])
 redis.call("HINCRBY", KEYS[1], "endcall_rescues", 1)
 return 1`)
 
-// unarchiveScript moves task ARGV[1] from archived to the head of pending if
-// it is still archived at ARGV[2] (Unix seconds, its score when it was
-// read), was not rescued within ARGV[3] seconds before that, and has been
-// rescued fewer than ARGV[4] times; ARGV[5] is now in Unix nanoseconds.
+// unarchiveScript moves task ARGV[1] from archived to retry, due at ARGV[5],
+// if it is still archived at ARGV[2] (its score when it was read), was not
+// rescued within ARGV[3] seconds before that, and has been rescued fewer
+// than ARGV[4] times (times in Unix seconds).
 //
-// KEYS[1] the task hash, KEYS[2] archived, KEYS[3] pending.
+// KEYS[1] the task hash, KEYS[2] archived, KEYS[3] retry.
 var unarchiveScript = redis.NewScript(`
 local at = redis.call("ZSCORE", KEYS[2], ARGV[1])
 if not at or tonumber(at) ~= tonumber(ARGV[2]) then
@@ -114,8 +116,8 @@ if tonumber(redis.call("HGET", KEYS[1], "endcall_rescues") or "0") >= tonumber(A
 	return 0
 end
 redis.call("ZREM", KEYS[2], ARGV[1])
-redis.call("RPUSH", KEYS[3], ARGV[1])
-redis.call("HSET", KEYS[1], "state", "pending", "pending_since", ARGV[5])
+redis.call("ZADD", KEYS[3], ARGV[5], ARGV[1])
+redis.call("HSET", KEYS[1], "state", "retry", "endcall_rescued_at", ARGV[5])
 redis.call("HINCRBY", KEYS[1], "endcall_rescues", 1)
 return 1`)
 
@@ -145,6 +147,7 @@ func (r *Rescuer) Run(ctx context.Context) error {
 func (r *Rescuer) rescue(ctx context.Context, cutoff time.Time) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	start := time.Now()
 	var errs []error
 	n := 0
 	for q := range queues {
@@ -152,10 +155,21 @@ func (r *Rescuer) rescue(ctx context.Context, cutoff time.Time) (int, error) {
 		n += m
 		errs = append(errs, err)
 	}
+	if r.readFrom == nil {
+		r.readFrom = map[string]time.Time{}
+	}
 	for q := range queues {
-		m, err := r.unarchive(ctx, q)
+		from := start.Add(-archivedLookback)
+		if f, ok := r.readFrom[q]; ok && f.After(from) {
+			from = f
+		}
+		m, err := r.unarchive(ctx, q, from)
 		n += m
 		errs = append(errs, err)
+		// After an error the same tasks are read again; the scripts act once.
+		if err == nil && ctx.Err() == nil {
+			r.readFrom[q] = start.Add(-r.Margin - time.Second)
+		}
 	}
 	return n, errors.Join(errs...)
 }
@@ -170,9 +184,8 @@ func (r *Rescuer) rescueLeases(ctx context.Context, q string, cutoff time.Time) 
 	}
 	n := 0
 	for _, id := range ids {
-		now := time.Now()
-		keys := []string{prefix + "t:" + id, prefix + "active", prefix + "lease", prefix + "pending"}
-		moved, err := rescueScript.Run(ctx, r.Redis, keys, id, cutoff.Unix(), maxRescues, now.UnixNano(), now.Unix()).Int()
+		keys := []string{prefix + "t:" + id, prefix + "active", prefix + "lease", prefix + "retry"}
+		moved, err := rescueScript.Run(ctx, r.Redis, keys, id, cutoff.Unix(), maxRescues, time.Now().Unix()).Int()
 		if err != nil {
 			return n, err
 		}
@@ -186,23 +199,15 @@ func (r *Rescuer) rescueLeases(ctx context.Context, q string, cutoff time.Time) 
 
 // unarchive hands back queue q's tasks that asynq's recoverer archived
 // because their worker died on their last attempt, among those archived
-// since the last pass (archivedLookback for the first). The recoverer
-// archives with the error ErrLeaseExpired and the failure time as the
-// archive's score; a task an operator archives later keeps an older failure
-// time, and stays. The messages are read in one round trip, and only those
-// that carry the error are decoded through the Inspector.
-func (r *Rescuer) unarchive(ctx context.Context, q string) (int, error) {
+// since from. The recoverer archives with the error ErrLeaseExpired and the
+// failure time as the archive's score; a task an operator archives later
+// keeps an older failure time, and stays. The messages are read in one
+// round trip, and only those that carry the error are decoded through the
+// Inspector.
+func (r *Rescuer) unarchive(ctx context.Context, q string, from time.Time) (int, error) {
 	prefix := "asynq:{" + q + "}:"
-	from := float64(time.Now().Add(-archivedLookback).Unix())
-	if r.readTo == nil {
-		r.readTo = map[string]float64{}
-	}
-	// A second's overlap: more may have been archived in the last second read.
-	if to, ok := r.readTo[q]; ok && to-1 > from {
-		from = to - 1
-	}
 	archived, err := r.Redis.ZRangeByScoreWithScores(ctx, prefix+"archived", &redis.ZRangeBy{
-		Min: strconv.FormatFloat(from, 'f', 0, 64), Max: "+inf"}).Result()
+		Min: strconv.FormatInt(from.Unix(), 10), Max: "+inf"}).Result()
 	if err != nil || len(archived) == 0 {
 		return 0, err
 	}
@@ -222,8 +227,11 @@ func (r *Rescuer) unarchive(ctx context.Context, q string) (int, error) {
 			break
 		}
 		msg, err := msgs[i].Bytes()
-		if err != nil || !bytes.Contains(msg, leaseExpired) {
+		if errors.Is(err, redis.Nil) || (err == nil && !bytes.Contains(msg, leaseExpired)) {
 			continue // gone since, or archived for another reason
+		} else if err != nil {
+			errs = append(errs, err)
+			continue
 		}
 		id := z.Member.(string)
 		info, err := r.Inspector.GetTaskInfo(q, id)
@@ -236,8 +244,8 @@ func (r *Rescuer) unarchive(ctx context.Context, q string) (int, error) {
 		if info.LastErr != asynq.ErrLeaseExpired.Error() || info.LastFailedAt.Unix() != int64(z.Score) {
 			continue
 		}
-		keys := []string{prefix + "t:" + id, prefix + "archived", prefix + "pending"}
-		moved, err := unarchiveScript.Run(ctx, r.Redis, keys, id, int64(z.Score), int64(staleArchive/time.Second), maxRescues, time.Now().UnixNano()).Int()
+		keys := []string{prefix + "t:" + id, prefix + "archived", prefix + "retry"}
+		moved, err := unarchiveScript.Run(ctx, r.Redis, keys, id, int64(z.Score), int64(staleArchive/time.Second), maxRescues, time.Now().Unix()).Int()
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -246,11 +254,6 @@ func (r *Rescuer) unarchive(ctx context.Context, q string) (int, error) {
 			n++
 			r.Log.Warn("task archived when its worker died on its last attempt; handed back to the queue", "queue", q, "task_id", id)
 		}
-	}
-	// After an error the same tasks are read again next time; the scripts
-	// act once.
-	if len(errs) == 0 && ctx.Err() == nil {
-		r.readTo[q] = archived[len(archived)-1].Score
 	}
 	return n, errors.Join(errs...)
 }
