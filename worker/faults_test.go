@@ -126,7 +126,7 @@ func TestRedisDownWhileCallsEndThenBackEmptyLosesNothing(t *testing.T) {
 // attempt and starts its replacement 35 s later, as a restart with backoff
 // would. asynq's recoverer alone would run the task again 95 s after the
 // kill (at the replacement's second look, a minute after its first); the
-// contract promises 90 s, which the rescuer keeps (about 65 s here).
+// contract promises 90 s, which the rescuer keeps (about 70 s here).
 func TestWorkerKilledMidDeliveryLosesNothing(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {

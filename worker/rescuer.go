@@ -22,8 +22,8 @@ import (
 //
 // The rescue is one Lua script over asynq's keys (asynq:{queue}:active,
 // :lease, :retry, :archived and the task hash, as of asynq v0.26;
-// TestRescuer pins them): it moves the task from active to retry, due now,
-// as the recoverer would, but without counting the lost run as a retry (its
+// TestRescuer pins them): it moves the task from active to retry, due Delay
+// later, as the recoverer would, but without counting the lost run as a retry (its
 // outcome was never known) or recording an error. That holds for a task on
 // its last attempt too, which the recoverer would archive: the contract says
 // a killed task runs again, and the attempt that died was not made. When
@@ -40,15 +40,26 @@ type Rescuer struct {
 	// lease must have expired, for clocks that differ between hosts (asynq's
 	// recoverer allows 30 s).
 	Interval, Margin time.Duration
-	Log              *slog.Logger
+	// Delay is how long a handed-back task waits in retry: HandBackDelay.
+	Delay time.Duration
+	Log   *slog.Logger
 
 	mu sync.Mutex
 	// readFrom is, by queue, where the next look at the archive starts: the
 	// start of the last pass that read it without error, less Margin for
 	// hosts whose clocks lag (they score their archives), less a second
-	// for scores truncated to seconds.
+	// for scores truncated to seconds. It is kept however old it gets, so
+	// that a long Redis outage skips no archive (asynq keeps at most 10,000
+	// archived tasks a queue).
 	readFrom map[string]time.Time
 }
+
+// HandBackDelay is how long a task whose worker died waits in retry before
+// it runs again, whether a rescuer or asynq's recoverer hands it back.
+// asynq's recoverer lists expired leases, then retries them one round trip
+// at a time; one that listed a task before its hand-back then finds it
+// waiting, not running again, and leaves it.
+const HandBackDelay = 5 * time.Second
 
 const (
 	// maxRescues bounds the rescues of one task.
@@ -71,7 +82,8 @@ const (
 
 // rescueScript moves task ARGV[1] from active to retry, due at ARGV[4], if
 // its lease expired before ARGV[2] and it has been rescued fewer than
-// ARGV[3] times (times in Unix seconds, as asynq scores them).
+// ARGV[3] times, and records ARGV[5] as its rescue time (times in Unix
+// seconds, as asynq scores them).
 //
 // KEYS[1] the task hash, KEYS[2] active, KEYS[3] lease, KEYS[4] retry.
 var rescueScript = redis.NewScript(`
@@ -90,14 +102,15 @@ if redis.call("LREM", KEYS[2], 0, ARGV[1]) == 0 then
 end
 redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("ZADD", KEYS[4], ARGV[4], ARGV[1])
-redis.call("HSET", KEYS[1], "state", "retry", "endcall_rescued_at", ARGV[4])
+redis.call("HSET", KEYS[1], "state", "retry", "endcall_rescued_at", ARGV[5])
 redis.call("HINCRBY", KEYS[1], "endcall_rescues", 1)
 return 1`)
 
 // unarchiveScript moves task ARGV[1] from archived to retry, due at ARGV[5],
 // if it is still archived at ARGV[2] (its score when it was read), was not
 // rescued within ARGV[3] seconds before that, and has been rescued fewer
-// than ARGV[4] times (times in Unix seconds).
+// than ARGV[4] times, and records ARGV[6] as its rescue time (times in Unix
+// seconds).
 //
 // KEYS[1] the task hash, KEYS[2] archived, KEYS[3] retry.
 var unarchiveScript = redis.NewScript(`
@@ -117,7 +130,7 @@ if tonumber(redis.call("HGET", KEYS[1], "endcall_rescues") or "0") >= tonumber(A
 end
 redis.call("ZREM", KEYS[2], ARGV[1])
 redis.call("ZADD", KEYS[3], ARGV[5], ARGV[1])
-redis.call("HSET", KEYS[1], "state", "retry", "endcall_rescued_at", ARGV[5])
+redis.call("HSET", KEYS[1], "state", "retry", "endcall_rescued_at", ARGV[6])
 redis.call("HINCRBY", KEYS[1], "endcall_rescues", 1)
 return 1`)
 
@@ -159,11 +172,7 @@ func (r *Rescuer) rescue(ctx context.Context, cutoff time.Time) (int, error) {
 		r.readFrom = map[string]time.Time{}
 	}
 	for q := range queues {
-		from := start.Add(-archivedLookback)
-		if f, ok := r.readFrom[q]; ok && f.After(from) {
-			from = f
-		}
-		m, err := r.unarchive(ctx, q, from)
+		m, err := r.unarchive(ctx, q, r.archiveFrom(q, start))
 		n += m
 		errs = append(errs, err)
 		// After an error the same tasks are read again; the scripts act once.
@@ -172,6 +181,15 @@ func (r *Rescuer) rescue(ctx context.Context, cutoff time.Time) (int, error) {
 		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// archiveFrom is where a pass starting at start reads queue q's archive
+// from.
+func (r *Rescuer) archiveFrom(q string, start time.Time) time.Time {
+	if from, ok := r.readFrom[q]; ok {
+		return from
+	}
+	return start.Add(-archivedLookback)
 }
 
 // rescueLeases hands back queue q's tasks whose lease expired before cutoff.
@@ -185,7 +203,8 @@ func (r *Rescuer) rescueLeases(ctx context.Context, q string, cutoff time.Time) 
 	n := 0
 	for _, id := range ids {
 		keys := []string{prefix + "t:" + id, prefix + "active", prefix + "lease", prefix + "retry"}
-		moved, err := rescueScript.Run(ctx, r.Redis, keys, id, cutoff.Unix(), maxRescues, time.Now().Unix()).Int()
+		now := time.Now()
+		moved, err := rescueScript.Run(ctx, r.Redis, keys, id, cutoff.Unix(), maxRescues, now.Add(r.Delay).Unix(), now.Unix()).Int()
 		if err != nil {
 			return n, err
 		}
@@ -245,7 +264,8 @@ func (r *Rescuer) unarchive(ctx context.Context, q string, from time.Time) (int,
 			continue
 		}
 		keys := []string{prefix + "t:" + id, prefix + "archived", prefix + "retry"}
-		moved, err := unarchiveScript.Run(ctx, r.Redis, keys, id, int64(z.Score), int64(staleArchive/time.Second), maxRescues, time.Now().Unix()).Int()
+		now := time.Now()
+		moved, err := unarchiveScript.Run(ctx, r.Redis, keys, id, int64(z.Score), int64(staleArchive/time.Second), maxRescues, now.Add(r.Delay).Unix(), now.Unix()).Int()
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -120,6 +120,104 @@ func TestRescuer(t *testing.T) {
 	}
 }
 
+// TestRescuerScriptsCheckAgainWhatWasListed runs the rescuer's scripts on
+// tasks that changed after a pass listed them (another rescuer handed them
+// back and a worker took one again, or an operator ran one and it was
+// archived again): neither acts. Then a pass hands a task back due Delay
+// later and records when it did, which the guard against a stale recoverer
+// reads.
+func TestRescuerScriptsCheckAgainWhatWasListed(t *testing.T) {
+	t.Parallel()
+	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	ctx := context.Background()
+	prefix := "asynq:{" + jobs.QueueDefault + "}:"
+	now := time.Now()
+
+	// Running again: active, with a lease 30 s ahead, listed by a pass
+	// whose cutoff was when its old lease had expired.
+	if err := rdb.HSet(ctx, prefix+"t:live", "state", "active").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb.LPush(ctx, prefix+"active", "live")
+	rdb.ZAdd(ctx, prefix+"lease", redis.Z{Score: float64(now.Add(30 * time.Second).Unix()), Member: "live"})
+	keys := []string{prefix + "t:live", prefix + "active", prefix + "lease", prefix + "retry"}
+	if moved, err := worker.RescueScript.Run(ctx, rdb, keys, "live", now.Unix(), 3, now.Unix(), now.Unix()).Int(); err != nil || moved != 0 {
+		t.Fatalf("rescue script on a live lease: %d, %v; want 0", moved, err)
+	}
+	if n, err := rdb.ZCard(ctx, prefix+"lease").Result(); err != nil || n != 1 {
+		t.Fatalf("lease entries after the script: %d, %v; want the live one", n, err)
+	}
+
+	// Archived again at a later score than the one the pass read.
+	if err := rdb.HSet(ctx, prefix+"t:again", "state", "archived").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb.ZAdd(ctx, prefix+"archived", redis.Z{Score: float64(now.Unix()), Member: "again"})
+	keys = []string{prefix + "t:again", prefix + "archived", prefix + "retry"}
+	if moved, err := worker.UnarchiveScript.Run(ctx, rdb, keys, "again", now.Unix()-100, 30, 3, now.Unix(), now.Unix()).Int(); err != nil || moved != 0 {
+		t.Fatalf("unarchive script on a task archived since: %d, %v; want 0", moved, err)
+	}
+	if state, err := rdb.HGet(ctx, prefix+"t:again", "state").Result(); err != nil || state != "archived" {
+		t.Fatalf("the task archived since is %q, %v", state, err)
+	}
+
+	// A pass whose cutoff is past the lease hands it back.
+	r := &worker.Rescuer{Redis: rdb, Delay: 5 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	before := time.Now()
+	if n, err := r.RescueBefore(ctx, before.Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("rescued %d, %v; want 1", n, err)
+	}
+	due, err := rdb.ZScore(ctx, prefix+"retry", "live").Result()
+	if err != nil || int64(due) < before.Add(4*time.Second).Unix() || int64(due) > time.Now().Add(5*time.Second).Unix() {
+		t.Fatalf("due at %v (%v), want 5 s after the rescue at %d", due, err, before.Unix())
+	}
+	at, err := rdb.HGet(ctx, prefix+"t:live", "endcall_rescued_at").Int64()
+	if err != nil || at < before.Unix() || at > time.Now().Unix() {
+		t.Fatalf("endcall_rescued_at %d, %v; want the time of the rescue, %d", at, err, before.Unix())
+	}
+}
+
+// TestRescuerReadsTheArchiveFromItsLastGoodPass: however long Redis stays
+// unreachable, the next pass reads the archive from the start of the last
+// pass that read it, so that no task archived in between is skipped; a
+// fresh rescuer looks 10 minutes back.
+func TestRescuerReadsTheArchiveFromItsLastGoodPass(t *testing.T) {
+	t.Parallel()
+	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	ctx := context.Background()
+	r := &worker.Rescuer{Redis: rdb, Margin: 30 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	now := time.Now()
+	if from := r.ArchiveFrom(jobs.QueueDefault, now); !from.Equal(now.Add(-10 * time.Minute)) {
+		t.Fatalf("a fresh rescuer reads from %v, want 10 minutes before %v", from, now)
+	}
+
+	good := time.Now()
+	if _, err := r.RescueBefore(ctx, good.Add(-r.Margin)); err != nil {
+		t.Fatal(err)
+	}
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer down.Close()
+	r.Redis = down
+	time.Sleep(2 * time.Second) // so that a failed pass that moved it would show
+	if _, err := r.RescueBefore(ctx, time.Now().Add(-r.Margin)); err == nil {
+		t.Fatal("a pass with Redis unreachable reported no error")
+	}
+	from := r.ArchiveFrom(jobs.QueueDefault, time.Now().Add(time.Hour))
+	if want := good.Add(-r.Margin - time.Second); from.Before(want) || from.After(want.Add(time.Second)) {
+		t.Fatalf("an hour later the next pass reads from %v, want %v (the last good pass, less the margin and a second)", from, want)
+	}
+}
+
 // TestRescuerHandsBackTasksArchivedForAnExpiredLease has asynq's own
 // recoverer archive tasks whose worker was cut off from Redis on their last
 // attempt, as it does when it gets to them before the rescuer. The lease

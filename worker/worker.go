@@ -85,8 +85,10 @@ func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	case errors.As(err, &in):
 		return max(time.Until(in.At), 0)
 	case errors.Is(err, asynq.ErrLeaseExpired):
-		// The worker running it died; it has waited out the lease already.
-		return 0
+		// The worker running it died, and it has waited out the lease
+		// already; the few seconds keep a second recoverer that listed it
+		// too from retrying its new run.
+		return HandBackDelay
 	}
 	switch t.Type() {
 	case jobs.TypeHangup:

@@ -33,8 +33,9 @@ import (
 const shutdownTimeout = 25 * time.Second
 
 // A task whose worker died runs again at most a lease (30 s) plus
-// rescueMargin plus rescueInterval after the death: 70 s, within the
-// contract's 90 s (see worker.Rescuer). The margin is asynq's own.
+// rescueMargin plus rescueInterval plus worker.HandBackDelay (5 s) after
+// the death: 75 s, within the contract's 90 s (see worker.Rescuer). The
+// margin is asynq's own.
 const (
 	rescueInterval = 10 * time.Second
 	rescueMargin   = 30 * time.Second
@@ -111,7 +112,8 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			Task: func(slot time.Time) (*asynq.Task, error) {
 				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
 			}}
-		rescuer := &worker.Rescuer{Redis: rdb, Inspector: inspector, Interval: rescueInterval, Margin: rescueMargin, Log: log}
+		rescuer := &worker.Rescuer{Redis: rdb, Inspector: inspector, Interval: rescueInterval, Margin: rescueMargin,
+			Delay: worker.HandBackDelay, Log: log}
 		g.Go(func() error { return w.Run(ctx) })
 		g.Go(func() error { return sweeper.Run(ctx) })
 		g.Go(func() error { return rescuer.Run(ctx) })
