@@ -28,10 +28,7 @@ import (
 // too: the attempt that died was never made.
 func TestRescuer(t *testing.T) {
 	t.Parallel()
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	opt, rdb := rescuerRedis(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	type run struct {
 		id      string
@@ -76,8 +73,6 @@ func TestRescuer(t *testing.T) {
 		t.Fatalf("first run: %+v", r)
 	}
 
-	rdb := opt.MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
 	r := &worker.Rescuer{Redis: rdb, Inspector: inspector, Log: log}
 	if n, err := r.RescueBefore(ctx, time.Now().Add(20*time.Second)); err != nil || n != 0 {
 		t.Fatalf("a live lease: rescued %d, %v; want 0", n, err)
@@ -128,12 +123,7 @@ func TestRescuer(t *testing.T) {
 // reads.
 func TestRescuerScriptsCheckAgainWhatWasListed(t *testing.T) {
 	t.Parallel()
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := opt.MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
+	_, rdb := rescuerRedis(t)
 	ctx := context.Background()
 	prefix := "asynq:{" + jobs.QueueDefault + "}:"
 	now := time.Now()
@@ -188,12 +178,7 @@ func TestRescuerScriptsCheckAgainWhatWasListed(t *testing.T) {
 // fresh rescuer looks 10 minutes back.
 func TestRescuerReadsTheArchiveFromItsLastGoodPass(t *testing.T) {
 	t.Parallel()
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := opt.MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
+	_, rdb := rescuerRedis(t)
 	ctx := context.Background()
 	r := &worker.Rescuer{Redis: rdb, Margin: 30 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	now := time.Now()
@@ -230,11 +215,7 @@ func TestRescuerReadsTheArchiveFromItsLastGoodPass(t *testing.T) {
 // and one whose handler failed on its last attempt.
 func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 	t.Parallel()
-	conn, err := asynq.ParseRedisURI(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := conn.(asynq.RedisClientOpt)
+	opt, rdb := rescuerRedis(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -255,8 +236,6 @@ func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 	defer client.Close()
 	inspector := asynq.NewInspector(opt)
 	defer inspector.Close()
-	rdb := opt.MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
 	prefix := "asynq:{" + jobs.QueueDefault + "}:"
 	expire := func(ids ...string) {
 		t.Helper()
@@ -384,6 +363,20 @@ func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 		t.Fatalf("%s ran too", id)
 	case <-time.After(time.Second):
 	}
+}
+
+// rescuerRedis is a Redis database of the test's own, as asynq's option
+// and as a client closed when the test ends.
+func rescuerRedis(t *testing.T) (asynq.RedisClientOpt, redis.UniversalClient) {
+	t.Helper()
+	conn, err := asynq.ParseRedisURI(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := conn.(asynq.RedisClientOpt)
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	t.Cleanup(func() { rdb.Close() })
+	return opt, rdb
 }
 
 // proxy forwards TCP connections to a server until it is cut.
