@@ -37,6 +37,7 @@ func StatusRank(status string) int {
 
 // Provider hangup outcomes stored in provider_hangup_status.
 const (
+	HangupPending      = "pending"
 	HangupSucceeded    = "succeeded"
 	HangupAlreadyEnded = "already_ended"
 	HangupFailed       = "failed"
@@ -60,12 +61,14 @@ const (
 	TriggerAPI      = "api"
 	TriggerProvider = "provider"
 	TriggerOverdue  = "overdue"
+	TriggerBulk     = "bulk"
 )
 
 // Disconnect reasons the service writes itself.
 const (
 	ReasonAPIDefault = "Ended Via API call"
 	ReasonOverdue    = "Exceeded maximum call duration"
+	ReasonBulk       = "Ended in bulk"
 )
 
 // Turn is one utterance of a transcript.
@@ -104,6 +107,7 @@ type Call struct {
 	CallFeedback          *string         `json:"call_feedback"`
 	MaxDurationSeconds    *int            `json:"max_duration_seconds"`
 	DisconnectReason      *string         `json:"disconnect_reason"`
+	FinalMessage          *string         `json:"final_message"`
 	ProviderHangupStatus  *string         `json:"provider_hangup_status"`
 	RoomStatus            *string         `json:"room_status"`
 	AnalysisStatus        *string         `json:"analysis_status"`

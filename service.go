@@ -10,7 +10,10 @@ type EndRequest struct {
 	WorkspaceID string
 	CallID      string
 	Reason      string
-	Trigger     string
+	// FinalMessage, when set, is spoken to an in-progress call before the
+	// provider hangs it up.
+	FinalMessage string
+	Trigger      string
 	// ProviderStatus is set when the provider reported the call over: its
 	// final status is stored and no hangup request is made.
 	ProviderStatus string
