@@ -34,55 +34,54 @@ type CallService interface {
 	End(ctx context.Context, req EndRequest) (EndResult, error)
 }
 
-// Ending is how an active call ends, decided while its row is locked.
-type Ending struct {
-	Status       string
-	Reason       string
-	HangupStatus string
-	At           time.Time
-}
-
-// LockedCall is an active call under lock, with the credentials its
-// hangup must use (nil: the platform's).
-type LockedCall struct {
-	Call        *Call
-	Credentials *ProviderCredentials
-}
-
-// EndStore is the persistence the end path needs.
+// EndStore is the persistence of the end path.
 type EndStore interface {
-	// EndCalls ends a batch of calls in one transaction: it locks their
-	// rows, calls decide for each one still active (concurrently; decide
-	// may make the provider hangup, and concurrent ends of a call wait on
-	// its lock) and commits every ending with all its owed work in one
-	// commit. A call that has already ended is not decided and is returned
-	// as found. A target named twice is ended once; the copy reads as
-	// already ended. The outcomes are in the order of targets.
-	EndCalls(ctx context.Context, targets []EndTarget,
-		decide func(ctx context.Context, i int, c LockedCall) (Ending, error)) []EndOutcome
+	// RecordEnd ends an active call in one durable commit, together with
+	// everything the end owes: the hangup (provider_hangup_status pending,
+	// or skipped when hangup is false or the call has no call_sid), the
+	// room, the analysis and the call.ended deliveries. Of any number of
+	// concurrent ends of a call exactly one records it; the others find it
+	// ended. Returns ENOTFOUND for a missing call or another workspace's,
+	// and EUNAVAILABLE when the database cannot be reached.
+	RecordEnd(ctx context.Context, e EndRecord) (*RecordedEnd, error)
+	// FinishHangup stores the outcome of a hangup on a call whose hangup is
+	// still pending or retrying; a late or repeated outcome changes nothing.
+	FinishHangup(ctx context.Context, callID, outcome string) error
 }
 
-// EndTarget is a call to end, named with its workspace.
-type EndTarget struct {
-	WorkspaceID string
-	CallID      string
+// EndRecord is an end to record.
+type EndRecord struct {
+	WorkspaceID  string
+	CallID       string
+	Reason       string
+	FinalMessage string
+	// ProviderStatus, when set, is the final status the provider reported;
+	// otherwise the call is completed, or canceled when it never connected.
+	ProviderStatus string
+	// Hangup says whether the end owes a provider hangup (telephony is real
+	// and the provider did not report the end itself).
+	Hangup bool
+	At     time.Time
 }
 
-// EndOutcome is what EndCalls did with one target: ended it (Call as
-// stored, Work owed), found it already ended (Call as found), or Err.
-type EndOutcome struct {
+// RecordedEnd is what RecordEnd found or did. When Ended is false the call
+// had already ended and Call is as found.
+type RecordedEnd struct {
 	Call  *Call
-	Work  []Work
 	Ended bool
-	Err   error
+	// Hangup is the hangup the end owes, nil when none.
+	Hangup *HangupTarget
+	// Work is the post-call work the end owes, besides the hangup.
+	Work []Work
 }
 
 // Telephony hangs calls up with the provider.
 type Telephony interface {
-	// Hangup ends callSID with status "completed" or "canceled". It returns
-	// HangupSucceeded or HangupAlreadyEnded, or an error; a *HangupError
-	// with Permanent set must not be retried.
-	Hangup(ctx context.Context, creds *ProviderCredentials, callSID, status string) (string, error)
+	// Hangup ends t.CallSID with t.Status ("completed" or "canceled"),
+	// saying t.FinalMessage first when it is set and the call is in
+	// progress. It returns HangupSucceeded or HangupAlreadyEnded, or an
+	// error; a *HangupError with Permanent set must not be retried.
+	Hangup(ctx context.Context, t HangupTarget) (string, error)
 }
 
 // HangupError is a provider refusal that retrying cannot fix.
@@ -94,19 +93,24 @@ type HangupError struct {
 func (e *HangupError) Error() string { return e.Err.Error() }
 func (e *HangupError) Unwrap() error { return e.Err }
 
-// HangupTarget is what a background hangup retry needs: the provider call,
-// the status to send, the call's current provider_hangup_status and the
-// credentials to send it with (nil: the platform's).
+// HangupTarget is a hangup to make: the provider call, the status to send,
+// the message to say first, the call's current provider_hangup_status and
+// the credentials to send it with (nil: the platform's). CredentialsErr is
+// set when the phone number's credentials cannot be used (they cannot be
+// decrypted): the hangup then fails at once.
 type HangupTarget struct {
-	CallSID      string
-	Status       string
-	HangupStatus string
-	Credentials  *ProviderCredentials
+	CallSID        string
+	Status         string
+	FinalMessage   string
+	HangupStatus   string
+	Credentials    *ProviderCredentials
+	CredentialsErr error
 }
 
 // HangupStore is the persistence of background hangup retries.
 type HangupStore interface {
 	HangupTarget(ctx context.Context, callID string) (*HangupTarget, error)
-	// FinishHangup stores outcome on a call still marked retrying.
+	// FinishHangup stores outcome on a call whose hangup is still pending
+	// or retrying.
 	FinishHangup(ctx context.Context, callID, outcome string) error
 }

@@ -11,13 +11,17 @@ import (
 	"github.com/endcall/endcall"
 )
 
-// maxReasonLen is the longest disconnect_reason accepted (CONTRACT 3.1).
-const maxReasonLen = 500
+// Longest disconnect_reason and final_message accepted, in characters.
+const (
+	maxReasonLen       = 500
+	maxFinalMessageLen = 1000
+)
 
 // endRequest is a decoded POST /v1/calls/end body.
 type endRequest struct {
-	CallID string
-	Reason string
+	CallID       string
+	Reason       string
+	FinalMessage string
 }
 
 // decodeEndRequest validates an end-call body. An absent, null or blank
@@ -48,6 +52,16 @@ func decodeEndRequest(body []byte) (endRequest, error) {
 		}
 		req.Reason = strings.TrimSpace(*reason)
 	}
+	msg, err := o.str("final_message")
+	if err != nil {
+		return endRequest{}, err
+	}
+	if msg != nil {
+		if len([]rune(*msg)) > maxFinalMessageLen {
+			return endRequest{}, invalid("final_message must be at most %d characters.", maxFinalMessageLen)
+		}
+		req.FinalMessage = strings.TrimSpace(*msg)
+	}
 	return req, nil
 }
 
@@ -64,7 +78,8 @@ func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
 	}
 	setCallID(r, req.CallID)
 	res, err := s.calls.End(r.Context(), endcall.EndRequest{
-		WorkspaceID: workspaceFrom(r.Context()), CallID: req.CallID, Reason: req.Reason, Trigger: endcall.TriggerAPI})
+		WorkspaceID: workspaceFrom(r.Context()), CallID: req.CallID, Reason: req.Reason,
+		FinalMessage: req.FinalMessage, Trigger: endcall.TriggerAPI})
 	if err != nil {
 		s.fail(w, r, err)
 		return

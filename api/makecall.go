@@ -238,7 +238,7 @@ func (s *Server) handleMakeCall(w http.ResponseWriter, r *http.Request) {
 func (s *Server) cancelUnregistered(ctx context.Context, creds *endcall.ProviderCredentials, sid string) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := s.twilio.Dialer.Hangup(ctx, creds, sid, endcall.StatusCanceled); err != nil {
+	if _, err := s.twilio.Dialer.Hangup(ctx, endcall.HangupTarget{CallSID: sid, Status: endcall.StatusCanceled, Credentials: creds}); err != nil {
 		s.log.ErrorContext(ctx, "placed call could not be registered nor canceled", "call_sid", sid, "error", err)
 		return
 	}

@@ -12,7 +12,8 @@ import (
 	"github.com/endcall/endcall"
 )
 
-// TypeHangup retries a provider hangup that failed during an end.
+// TypeHangup makes a provider hangup that the end path could not: it failed,
+// or the process died before the provider answered.
 const TypeHangup = "call:hangup"
 
 // HangupMaxRetry bounds background hangup retries; with the retry delays of
@@ -36,8 +37,8 @@ type HangupHandler struct {
 	OnOutcome func(outcome string)
 }
 
-// ProcessTask hangs the call up. It does nothing when the call is no longer
-// marked retrying, so a duplicate run makes no second request.
+// ProcessTask hangs the call up. It does nothing once the hangup has an
+// outcome, so a duplicate run makes no second request.
 func (h *HangupHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := decodeCallPayload(t)
 	if err != nil {
@@ -49,12 +50,20 @@ func (h *HangupHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	} else if err != nil {
 		return err
 	}
-	if target.HangupStatus != endcall.HangupRetrying {
+	if target.HangupStatus != endcall.HangupPending && target.HangupStatus != endcall.HangupRetrying {
 		return nil
+	}
+	if target.CredentialsErr != nil {
+		h.Log.Error("the call's provider credentials cannot be used; its hangup failed", "call_id", p.CallID, "error", target.CredentialsErr)
+		h.observe(endcall.HangupFailed)
+		if ferr := h.Store.FinishHangup(ctx, p.CallID, endcall.HangupFailed); ferr != nil {
+			return ferr
+		}
+		return fmt.Errorf("provider credentials: %v: %w", target.CredentialsErr, asynq.SkipRetry)
 	}
 	hctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
-	outcome, err := h.Telephony.Hangup(hctx, target.Credentials, target.CallSID, target.Status)
+	outcome, err := h.Telephony.Hangup(hctx, *target)
 	if err == nil {
 		h.observe(outcome)
 		return h.Store.FinishHangup(ctx, p.CallID, outcome)

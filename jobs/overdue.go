@@ -56,7 +56,8 @@ func NewEndOverdueTask(slot time.Time, interval time.Duration) (*asynq.Task, err
 type OverdueStore interface {
 	// OverdueCalls returns up to limit calls active at now past their own
 	// limit, or past defaultMax when they have none, longest overdue first.
-	OverdueCalls(ctx context.Context, now time.Time, defaultMax time.Duration, limit int) ([]*endcall.Call, error)
+	// The calls named in skip are passed over.
+	OverdueCalls(ctx context.Context, now time.Time, defaultMax time.Duration, limit int, skip []string) ([]*endcall.Call, error)
 	// TryLockOverdueScan takes the lock that one scan, across all
 	// processes, holds while it runs; ok is false when another scan has it.
 	TryLockOverdueScan(ctx context.Context) (release func(), ok bool, err error)
@@ -80,7 +81,7 @@ type EndOverdueHandler struct {
 
 // ProcessTask ends the overdue calls, batch after batch. When a scan is
 // still running from an earlier slot this one does nothing: overlapping scans
-// would only queue up on the same rows' locks, holding connections.
+// would only race to end the same calls.
 func (h *EndOverdueHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	release, ok, err := h.Store.TryLockOverdueScan(ctx)
 	if err != nil {
@@ -93,27 +94,34 @@ func (h *EndOverdueHandler) ProcessTask(ctx context.Context, t *asynq.Task) erro
 	defer release()
 	batch, stop := h.batch(), time.Now().Add(overdueBudget)
 	total := 0
+	// A call whose end fails stays overdue; the scan passes over it and
+	// goes on with the others, and the next slot tries it again.
+	var failed []string
+	var errs []error
 	for {
-		calls, err := h.Store.OverdueCalls(ctx, h.now(), h.MaxCallDuration, batch)
+		calls, err := h.Store.OverdueCalls(ctx, h.now(), h.MaxCallDuration, batch, failed)
 		if err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
 		}
-		ended, err := h.endAll(ctx, calls)
+		ended, ferrs := h.endAll(ctx, calls)
 		total += ended
-		// An end that failed leaves its call overdue; stop rather than
-		// fetch it again, and let the next slot retry it.
-		if err != nil || len(calls) < batch || time.Now().After(stop) {
+		for id, err := range ferrs {
+			failed = append(failed, id)
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil || len(calls) < batch || time.Now().After(stop) {
 			if total > 0 {
-				h.Log.Info("overdue scan ended calls", "ended", total)
+				h.Log.Info("overdue scan ended calls", "ended", total, "failed", len(failed))
 			}
-			return err
+			return errors.Join(append(errs, ctx.Err())...)
 		}
 	}
 }
 
-// endAll ends the calls, a few at a time, through the one end path. It stops
-// starting new ends when ctx is done; ends under way always complete.
-func (h *EndOverdueHandler) endAll(ctx context.Context, calls []*endcall.Call) (int, error) {
+// endAll ends the calls, a few at a time, through the one end path, and
+// returns how many it ended and the error of each call it could not end. It
+// stops starting new ends when ctx is done; ends under way always complete.
+func (h *EndOverdueHandler) endAll(ctx context.Context, calls []*endcall.Call) (int, map[string]error) {
 	var g errgroup.Group
 	g.SetLimit(h.concurrency())
 	var ended atomic.Int64
@@ -130,6 +138,7 @@ func (h *EndOverdueHandler) endAll(ctx context.Context, calls []*endcall.Call) (
 				// Deleted since the scan read it.
 			case err != nil:
 				errs[i] = fmt.Errorf("ending overdue call %s: %w", c.ID, err)
+				h.Log.Error("ending an overdue call failed; the scan goes on", "call_id", c.ID, "error", err)
 			case !res.AlreadyEnded:
 				ended.Add(1)
 				h.Log.Info("overdue call ended", "call_id", c.ID, "hangup", deref(res.Call.ProviderHangupStatus))
@@ -138,10 +147,13 @@ func (h *EndOverdueHandler) endAll(ctx context.Context, calls []*endcall.Call) (
 		})
 	}
 	g.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return int(ended.Load()), err
+	failed := make(map[string]error)
+	for i, err := range errs {
+		if err != nil {
+			failed[calls[i].ID] = err
+		}
 	}
-	return int(ended.Load()), ctx.Err()
+	return int(ended.Load()), failed
 }
 
 func (h *EndOverdueHandler) now() time.Time {

@@ -3,9 +3,8 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,7 +20,7 @@ const callColumns = `c.id, c.workspace_id, c.phone_number_id, c.call_sid, c.call
 	c.call_to, c.call_direction, c.call_status, c.call_duration, c.is_test, c.ai_agent_id, c.campaign_id,
 	c.contact_id, c.room_name, c.record_url, c.transcript, c.transcript_object, c.metadata,
 	c.agent_dynamic_variables, c.notes, c.call_rating, c.call_feedback, c.max_duration_seconds,
-	c.disconnect_reason, c.provider_hangup_status, c.room_status, c.analysis_status,
+	c.disconnect_reason, c.final_message, c.provider_hangup_status, c.room_status, c.analysis_status,
 	c.analysis_sentiment, c.analysis, c.agent_post_call_outcomes, c.created_at, c.updated_at,
 	c.started_at, c.ended_at`
 
@@ -33,7 +32,7 @@ func scanCall(row pgx.Row, extra ...any) (*endcall.Call, error) {
 		&c.CallTo, &c.CallDirection, &c.CallStatus, &c.CallDuration, &c.IsTest, &c.AIAgentID, &c.CampaignID,
 		&c.ContactID, &c.RoomName, &c.RecordURL, &c.Transcript, &transcriptObject, &c.Metadata,
 		&c.AgentDynamicVariables, &c.Notes, &c.CallRating, &c.CallFeedback, &c.MaxDurationSeconds,
-		&c.DisconnectReason, &c.ProviderHangupStatus, &c.RoomStatus, &c.AnalysisStatus,
+		&c.DisconnectReason, &c.FinalMessage, &c.ProviderHangupStatus, &c.RoomStatus, &c.AnalysisStatus,
 		&c.AnalysisSentiment, &analysis, &c.AgentPostCallOutcomes, &c.CreatedAt, &c.UpdatedAt,
 		&c.StartedAt, &c.EndedAt}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
@@ -83,132 +82,50 @@ func notFound(err error, what string) error {
 	return err
 }
 
-// endCallsSQL ends a batch of locked active calls and records what they owe,
-// all in one statement: the call.ended deliveries of every subscribed
-// endpoint are created here, with their body, so the work exists the moment
-// the end commits. Every value it writes is a parameter, one array element
-// per call (see endedCall).
-const endCallsSQL = `
-WITH input AS (
-	SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::bytea[])
-		AS i(id, at, reason, status, hangup, duration, room, body)
-), ended AS (
-	UPDATE calls c SET ended_at = i.at, updated_at = i.at, disconnect_reason = i.reason, call_status = i.status,
-		provider_hangup_status = i.hangup, call_duration = i.duration, room_status = i.room, analysis_status = 'pending'
-	FROM input i
-	WHERE c.id = i.id
-	RETURNING c.id, c.workspace_id, i.at, i.body
-), deliveries AS (
-	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
-	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, x.id, 'call.ended', x.body, x.at, x.at, x.at
-	FROM ended x JOIN webhook_endpoints e ON e.workspace_id = x.workspace_id
-	WHERE e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
+// recordEndSQL ends call $1 of workspace $2 if it is still active, and says
+// what the end owes. The UPDATE's row lock makes concurrent ends of one call
+// wait for the winner's commit and then find it ended. It also reads the
+// phone number's BYOT credentials, and whether any endpoint is subscribed to
+// call.ended (then the end builds the deliveries' body).
+const recordEndSQL = `UPDATE calls c SET ended_at = $3, updated_at = $3, disconnect_reason = $4,
+		final_message = nullif($5, ''),
+		call_status = CASE WHEN $6 <> '' THEN $6
+			WHEN c.call_status IN ('queued', 'ringing') THEN 'canceled' ELSE 'completed' END,
+		call_duration = CASE WHEN c.started_at IS NULL OR c.started_at >= $3 THEN 0
+			ELSE floor(extract(epoch FROM $3 - c.started_at))::int END,
+		provider_hangup_status = CASE WHEN $7 AND coalesce(c.call_sid, '') <> '' THEN 'pending' ELSE 'skipped' END,
+		room_status = CASE WHEN c.room_name IS NULL THEN 'skipped' ELSE 'pending' END,
+		analysis_status = 'pending'
+	WHERE c.id = $1 AND c.workspace_id = $2 AND c.ended_at IS NULL
+		AND c.call_status IN ('queued', 'ringing', 'in-progress')
+	RETURNING ` + callColumns + `,
+		(SELECT p.twilio_account_sid FROM phone_numbers p WHERE p.id = c.phone_number_id),
+		(SELECT p.twilio_auth_token_enc FROM phone_numbers p WHERE p.id = c.phone_number_id),
+		EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.workspace_id = c.workspace_id
+			AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events))`
+
+// endedDeliveriesSQL owes the call.ended delivery of call $1 to every
+// endpoint subscribed now, each with its body $3 fixed.
+const endedDeliveriesSQL = `INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
+	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $4, $4, $4
+	FROM webhook_endpoints e
+	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
 	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
-	RETURNING id, call_id
-)
-SELECT x.id::text, ARRAY(SELECT d.id FROM deliveries d WHERE d.call_id = x.id) FROM ended x`
+	RETURNING id`
 
-// endedCall returns the locked call c as endCallsSQL leaves it when ended as
-// e at at: the update writes exactly these values, and the row lock keeps
-// every other column as it was read, so this is the stored row without
-// reading it back. at must be in UTC and whole microseconds, as stored.
-func endedCall(c *endcall.Call, e endcall.Ending, at time.Time) *endcall.Call {
-	out := *c
-	duration := 0
-	if c.StartedAt != nil && at.After(*c.StartedAt) {
-		duration = int(at.Sub(*c.StartedAt) / time.Second)
+// RecordEnd implements endcall.EndStore in one transaction and two round
+// trips: [BEGIN, the update] and [the deliveries, COMMIT]. Nothing outside
+// the database is waited on while the row is locked.
+func (s *Store) RecordEnd(ctx context.Context, e endcall.EndRecord) (*endcall.RecordedEnd, error) {
+	callID, ok := canonicalUUID(e.CallID)
+	wsID, okWS := canonicalUUID(e.WorkspaceID)
+	if !ok || !okWS {
+		return nil, endcall.Errorf(endcall.ENOTFOUND, "call not found")
 	}
-	room, analysis := endcall.RoomPending, endcall.AnalysisPending
-	if c.RoomName == nil {
-		room = endcall.RoomSkipped
-	}
-	out.EndedAt, out.UpdatedAt = &at, at
-	out.DisconnectReason, out.CallStatus, out.ProviderHangupStatus = &e.Reason, e.Status, &e.HangupStatus
-	out.CallDuration, out.RoomStatus, out.AnalysisStatus = &duration, &room, &analysis
-	return &out
-}
-
-// lockCallsSQL locks the calls of a batch of (id, workspace) pairs for their
-// end, in id order so that two batches sharing calls cannot deadlock, and
-// reads each with its phone number's BYOT credentials and whether any
-// endpoint is subscribed to call.ended (then the end builds the deliveries'
-// body). A pair whose call is missing or in another workspace has no row.
-const lockCallsSQL = `SELECT ` + callColumns + `, p.twilio_account_sid, p.twilio_auth_token_enc,
-	EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.workspace_id = c.workspace_id
-		AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events))
-	FROM unnest($1::uuid[], $2::uuid[]) AS t(id, workspace_id)
-	JOIN calls c ON c.id = t.id AND c.workspace_id = t.workspace_id
-	LEFT JOIN phone_numbers p ON p.id = c.phone_number_id
-	ORDER BY c.id
-	FOR UPDATE OF c`
-
-// locked is a call of a batch under lock, and what its end needs.
-type locked struct {
-	call       *endcall.Call
-	creds      *endcall.ProviderCredentials
-	credsErr   error
-	subscribed bool
-}
-
-// EndCalls implements endcall.EndStore: one transaction and one commit for
-// the whole batch, in two round trips: BEGIN goes with the row locks, COMMIT
-// with the update. The ended calls are not read back: endedCall computes
-// them from the locked rows.
-func (s *Store) EndCalls(ctx context.Context, targets []endcall.EndTarget,
-	decide func(context.Context, int, endcall.LockedCall) (endcall.Ending, error)) []endcall.EndOutcome {
-	outs := make([]endcall.EndOutcome, len(targets))
-	// A target named twice is ended once: the copies share the first's
-	// outcome, as it had already ended by the time they would have looked.
-	// Targets are keyed by their IDs in canonical form, as Postgres returns
-	// them.
-	keys := make([]endcall.EndTarget, len(targets))
-	first := make(map[endcall.EndTarget]int, len(targets))
-	var ids, workspaces []string
-	for i, t := range targets {
-		callID, okCall := canonicalUUID(t.CallID)
-		wsID, okWS := canonicalUUID(t.WorkspaceID)
-		keys[i] = endcall.EndTarget{WorkspaceID: wsID, CallID: callID}
-		if !okCall || !okWS {
-			keys[i] = t
-		}
-		if _, dup := first[keys[i]]; dup {
-			continue
-		}
-		first[keys[i]] = i
-		// An ID that is not a UUID would fail the whole batch's statement.
-		if !okCall || !okWS {
-			outs[i].Err = endcall.Errorf(endcall.ENOTFOUND, "call not found")
-			continue
-		}
-		ids, workspaces = append(ids, callID), append(workspaces, wsID)
-	}
-	if len(ids) > 0 {
-		s.endCalls(ctx, first, ids, workspaces, outs, decide)
-	}
-	for i, k := range keys {
-		if j := first[k]; j != i {
-			outs[i] = outs[j]
-			outs[i].Ended, outs[i].Work = false, nil
-		}
-	}
-	return outs
-}
-
-// endCalls ends the distinct valid targets (first: key → index in outs),
-// whose IDs are ids and workspaces, and writes their outcomes into outs.
-func (s *Store) endCalls(ctx context.Context, first map[endcall.EndTarget]int, ids, workspaces []string,
-	outs []endcall.EndOutcome, decide func(context.Context, int, endcall.LockedCall) (endcall.Ending, error)) {
-	fail := func(err error) {
-		for _, i := range first {
-			if outs[i].Err == nil {
-				outs[i].Err = err
-			}
-		}
-	}
+	at := e.At.UTC().Truncate(time.Microsecond)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		fail(dbError(err))
-		return
+		return nil, dbError(err)
 	}
 	defer conn.Release()
 	// Whatever happened, the connection goes back to the pool outside a
@@ -219,86 +136,96 @@ func (s *Store) endCalls(ctx context.Context, first map[endcall.EndTarget]int, i
 		}
 	}()
 
-	lockedCalls, err := s.lockCalls(ctx, conn, ids, workspaces)
-	if err != nil {
-		fail(dbError(err))
-		return
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue(recordEndSQL, callID, wsID, at, e.Reason, e.FinalMessage, e.ProviderStatus, e.Hangup)
+	br := conn.SendBatch(ctx, &b)
+	var accountSID *string
+	var sealed []byte
+	var subscribed bool
+	_, err = br.Exec()
+	var c *endcall.Call
+	if err == nil {
+		c, err = scanCall(br.QueryRow(), &accountSID, &sealed, &subscribed)
 	}
-	var wg sync.WaitGroup
-	endings := make([]*endcall.Ending, len(outs))
-	for t, i := range first {
-		if outs[i].Err != nil {
-			continue
-		}
-		l, ok := lockedCalls[t]
-		switch {
-		case !ok:
-			outs[i].Err = endcall.Errorf(endcall.ENOTFOUND, "call not found")
-		case l.call.EndedAt != nil || !endcall.IsActive(l.call.CallStatus):
-			outs[i].Call = l.call
-		case l.credsErr != nil:
-			outs[i].Err = l.credsErr
-		default:
-			// The hangups of a batch overlap: the batch waits for its slowest
-			// one, not for their sum.
-			wg.Go(func() {
-				// Nothing recovers a panic on this goroutine: it would end
-				// the process, so it becomes this call's error.
-				defer func() {
-					if r := recover(); r != nil {
-						outs[i].Err = fmt.Errorf("deciding the end of call %s: panic: %v\n%s", l.call.ID, r, debug.Stack())
-					}
-				}()
-				e, err := decide(ctx, i, endcall.LockedCall{Call: l.call, Credentials: l.creds})
-				if err != nil {
-					outs[i].Err = err
-					return
-				}
-				endings[i] = &e
-			})
-		}
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	wg.Wait()
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Not active: already ended, or not this workspace's call. Read on
+		// the same connection: waiting for a second one while holding this
+		// could exhaust the pool.
+		var b pgx.Batch
+		b.Queue("ROLLBACK")
+		b.Queue(`SELECT `+callColumns+` FROM calls c WHERE c.id = $1 AND c.workspace_id = $2`, callID, wsID)
+		br := conn.SendBatch(ctx, &b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return nil, dbError(err)
+		}
+		found, err := scanCall(br.QueryRow())
+		if err != nil {
+			return nil, notFound(dbError(err), "call")
+		}
+		return &endcall.RecordedEnd{Call: found}, nil
+	} else if err != nil {
+		return nil, dbError(err)
+	}
 
-	var in endInput
-	var ended []int
-	for t, i := range first {
-		e := endings[i]
-		if e == nil {
-			continue
+	var body []byte
+	if subscribed {
+		if body, err = endcall.EventBody(endcall.EventCallEnded, at, c); err != nil {
+			return nil, err
 		}
-		l := lockedCalls[t]
-		at := e.At.UTC().Truncate(time.Microsecond)
-		call := endedCall(l.call, *e, at)
-		// The call.ended body is fixed now, in the end's own commit, so that
-		// no delivery needs a commit of its own to fix it before its first
-		// attempt.
-		var body []byte
-		if l.subscribed {
-			if body, err = endcall.EventBody(endcall.EventCallEnded, at, call); err != nil {
-				outs[i].Err = err
-				continue
-			}
+	}
+	var deliveries []string
+	var commit pgx.Batch
+	if subscribed {
+		commit.Queue(endedDeliveriesSQL, callID, wsID, body, at)
+	}
+	commit.Queue("COMMIT")
+	br = conn.SendBatch(ctx, &commit)
+	if subscribed {
+		rows, qerr := br.Query()
+		if qerr == nil {
+			deliveries, qerr = pgx.CollectRows(rows, pgx.RowTo[string])
 		}
-		in.add(call, *e, at, body)
-		outs[i].Call = call
-		ended = append(ended, i)
+		err = qerr
 	}
-	if len(ended) == 0 {
-		return
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
 	}
-	deliveries, err := in.commit(ctx, conn)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && tag.String() != "COMMIT" {
+		err = fmt.Errorf("the end of call %s did not commit (%s)", callID, tag)
+	}
 	if err != nil {
-		err = dbError(err)
-		for _, i := range ended {
-			outs[i] = endcall.EndOutcome{Err: err}
-		}
-		return
+		return nil, dbError(err)
 	}
-	for _, i := range ended {
-		outs[i].Ended = true
-		outs[i].Work = owedWork(outs[i].Call, deliveries[outs[i].Call.ID])
+
+	rec := &endcall.RecordedEnd{Call: c, Ended: true, Work: owedWork(c, deliveries)}
+	if deref(c.ProviderHangupStatus) == endcall.HangupPending {
+		rec.Hangup = hangupTarget(c, accountSID, sealed, s.openCredentials)
 	}
+	return rec, nil
+}
+
+// hangupTarget is the hangup an ended call c owes, with the credentials of
+// its phone number when it has BYOT ones.
+func hangupTarget(c *endcall.Call, accountSID *string, sealed []byte,
+	open func(string, []byte) (*endcall.ProviderCredentials, error)) *endcall.HangupTarget {
+	t := &endcall.HangupTarget{CallSID: deref(c.CallSID), Status: endcall.StatusCompleted,
+		FinalMessage: deref(c.FinalMessage), HangupStatus: deref(c.ProviderHangupStatus)}
+	if c.CallStatus == endcall.StatusCanceled {
+		t.Status = endcall.StatusCanceled
+	}
+	if accountSID != nil && sealed != nil {
+		t.Credentials, t.CredentialsErr = open(*accountSID, sealed)
+	}
+	return t
 }
 
 // canonicalUUID returns id in the canonical lower-case 36-character form,
@@ -311,108 +238,10 @@ func canonicalUUID(id string) (string, bool) {
 	return u.String(), true
 }
 
-// lockCalls begins the transaction and locks the batch's calls, keyed by
-// (workspace, call).
-func (s *Store) lockCalls(ctx context.Context, conn *pgxpool.Conn, ids, workspaces []string) (map[endcall.EndTarget]locked, error) {
-	var lock pgx.Batch
-	lock.Queue("BEGIN")
-	lock.Queue(lockCallsSQL, ids, workspaces)
-	br := conn.SendBatch(ctx, &lock)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, err
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[endcall.EndTarget]locked, len(ids))
-	for rows.Next() {
-		var accountSID *string
-		var sealedToken []byte
-		var l locked
-		if l.call, err = scanCall(rows, &accountSID, &sealedToken, &l.subscribed); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if accountSID != nil && sealedToken != nil {
-			l.creds, l.credsErr = s.openCredentials(*accountSID, sealedToken)
-		}
-		out[endcall.EndTarget{WorkspaceID: l.call.WorkspaceID, CallID: l.call.ID}] = l
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, br.Close()
-}
-
-// endInput is endCallsSQL's parameters: one array element per call.
-type endInput struct {
-	ids, reasons, statuses, hangups, rooms []string
-	ats                                    []time.Time
-	durations                              []int32
-	bodies                                 [][]byte
-}
-
-func (in *endInput) add(c *endcall.Call, e endcall.Ending, at time.Time, body []byte) {
-	in.ids = append(in.ids, c.ID)
-	in.ats = append(in.ats, at)
-	in.reasons = append(in.reasons, e.Reason)
-	in.statuses = append(in.statuses, e.Status)
-	in.hangups = append(in.hangups, e.HangupStatus)
-	in.durations = append(in.durations, int32(*c.CallDuration))
-	in.rooms = append(in.rooms, *c.RoomStatus)
-	in.bodies = append(in.bodies, body)
-}
-
-// commit runs endCallsSQL with the COMMIT behind it, in one round trip, and
-// returns the deliveries created per call. A failing statement makes the
-// server skip the COMMIT; the caller's deferred ROLLBACK then ends the
-// transaction.
-func (in *endInput) commit(ctx context.Context, conn *pgxpool.Conn) (map[string][]string, error) {
-	var b pgx.Batch
-	b.Queue(endCallsSQL, in.ids, in.ats, in.reasons, in.statuses, in.hangups, in.durations, in.rooms, in.bodies)
-	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, &b)
-	defer br.Close()
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	deliveries := make(map[string][]string, len(in.ids))
-	for rows.Next() {
-		var id string
-		var ds []string
-		if err := rows.Scan(&id, &ds); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		deliveries[id] = ds
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	// Every call was locked, so every one is updated; anything else is a
-	// bug, and the batch must not commit half of it.
-	if len(deliveries) != len(in.ids) {
-		return nil, fmt.Errorf("ending %d calls updated %d", len(in.ids), len(deliveries))
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return nil, err
-	}
-	if tag.String() != "COMMIT" {
-		return nil, fmt.Errorf("the transaction did not commit (%s)", tag)
-	}
-	return deliveries, br.Close()
-}
-
-// owedWork lists the tasks that the just-committed end owes.
+// owedWork lists the tasks that a just-committed end owes, besides its
+// hangup, which the end path makes itself.
 func owedWork(c *endcall.Call, deliveryIDs []string) []endcall.Work {
-	work := make([]endcall.Work, 0, 3+len(deliveryIDs))
-	if deref(c.ProviderHangupStatus) == endcall.HangupRetrying {
-		work = append(work, endcall.Work{Kind: endcall.WorkHangup, CallID: c.ID})
-	}
+	work := make([]endcall.Work, 0, 2+len(deliveryIDs))
 	if deref(c.RoomStatus) == endcall.RoomPending {
 		work = append(work, endcall.Work{Kind: endcall.WorkRoomDelete, CallID: c.ID})
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,16 +16,20 @@ import (
 	"github.com/endcall/endcall"
 )
 
+// defaultMaxConns is the pool size unless DATABASE_URL sets pool_max_conns.
+const defaultMaxConns = 20
+
 // Open connects a pool to the database at url and checks that it answers.
 func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	if cfg.MaxConns < 40 {
-		// The end path holds a connection while the provider answers, so
-		// the pool must be wider than pgx's CPU-based default.
-		cfg.MaxConns = 40
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default follows the CPU count (4 on two cores), narrower
+		// than a worker's concurrency; no connection is ever held while an
+		// outside system answers, so this bounds only Postgres's own work.
+		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
 	}
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -74,7 +80,12 @@ func dbError(err error) error {
 	}
 	var netErr net.Error
 	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err) {
+	// A connection dropped mid-statement (a failover, a proxy cut) reads as
+	// an unexpected EOF or a closed connection; its outcome is unknown and
+	// the client may try again.
+	if errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) ||
+		pgconn.SafeToRetry(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgconn.ErrConnClosed) {
 		return &unavailable{err}
 	}
 	var pgErr *pgconn.PgError

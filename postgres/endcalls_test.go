@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/internal/testenv"
@@ -34,288 +30,247 @@ func newCall(t *testing.T, store *postgres.Store, ws string, phoneID, room *stri
 	return c
 }
 
-// TestEndCallsBatch ends one batch that holds every kind of target: active
-// calls of two workspaces (one with BYOT credentials and a subscribed
-// endpoint), a target named twice, an ended call, another workspace's call,
-// a missing call and an ID that is not a UUID. Only the two active calls are
-// decided and ended, each once, in one commit with the work they owe.
-func TestEndCallsBatch(t *testing.T) {
-	t.Parallel()
-	pool := testenv.DB(t)
-	cipher, err := postgres.NewCipher(bytes.Repeat([]byte{7}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := postgres.NewStore(pool, cipher)
-	ctx := context.Background()
-	ws1, _, err := store.CreateAPIKey(ctx, "one")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws2, _, err := store.CreateAPIKey(ctx, "two")
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint, err := store.CreateEndpoint(ctx, ws1, "https://example.com/hook", []string{endcall.EventCallEnded}, nil, "whsec_"+uuid.NewString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := &endcall.ProviderCredentials{AccountSID: "AC" + uuid.NewString()[:32], AuthToken: "byot-token"}
-	phone, err := store.CreatePhoneNumber(ctx, ws1, "+15550001000", "twilio", creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	room := "room-a"
-	a := newCall(t, store, ws1, &phone.ID, &room)
-	b := newCall(t, store, ws2, nil, nil)
-	ended := newCall(t, store, ws1, nil, nil)
-	if _, err := pool.Exec(ctx, `UPDATE calls SET ended_at = now(), call_status = 'completed' WHERE id = $1`, ended.ID); err != nil {
-		t.Fatal(err)
-	}
-	others := newCall(t, store, ws2, nil, nil)
+type endFixture struct {
+	store    *postgres.Store
+	ws, ws2  string
+	byot     string // a phone number of ws with BYOT credentials
+	endpoint string // subscribed to call.ended in ws
+}
 
-	targets := []endcall.EndTarget{
-		{WorkspaceID: ws1, CallID: a.ID},
-		{WorkspaceID: ws2, CallID: strings.ToUpper(b.ID)}, // not in canonical form
-		{WorkspaceID: ws1, CallID: a.ID},                  // named twice
-		{WorkspaceID: ws1, CallID: ended.ID},
-		{WorkspaceID: ws1, CallID: others.ID}, // another workspace's
-		{WorkspaceID: ws1, CallID: uuid.NewString()},
-		{WorkspaceID: ws1, CallID: "not-a-uuid"},
+func newEndFixture(t *testing.T, key byte) *endFixture {
+	t.Helper()
+	pool := testenv.DB(t)
+	cipher, err := postgres.NewCipher(bytes.Repeat([]byte{key}, 32))
+	if err != nil {
+		t.Fatal(err)
 	}
+	f := &endFixture{store: postgres.NewStore(pool, cipher)}
+	ctx := context.Background()
+	if f.ws, _, err = f.store.CreateAPIKey(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if f.ws2, _, err = f.store.CreateAPIKey(ctx, "two"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.store.CreateEndpoint(ctx, f.ws, "https://example.com/hook", []string{endcall.EventCallEnded}, nil, "whsec_"+uuid.NewString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.endpoint = e.ID
+	if _, err := f.store.CreateEndpoint(ctx, f.ws, "https://example.com/analyzed", []string{endcall.EventCallAnalyzed}, nil, "whsec_"+uuid.NewString()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.store.CreatePhoneNumber(ctx, f.ws, "+15550000001", "twilio",
+		&endcall.ProviderCredentials{AccountSID: "AC" + uuid.NewString()[:32], AuthToken: "byot-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.byot = p.ID
+	return f
+}
+
+// TestRecordEnd records the end of an active call with everything it owes
+// in one commit: the pending hangup with the phone number's credentials, the
+// room, the analysis and one call.ended delivery per subscribed endpoint,
+// with its body fixed.
+func TestRecordEnd(t *testing.T) {
+	t.Parallel()
+	f := newEndFixture(t, 7)
+	ctx := context.Background()
+	room := "room-1"
+	c := newCall(t, f.store, f.ws, &f.byot, &room)
 	at := time.Now().UTC().Truncate(time.Microsecond)
+	rec, err := f.store.RecordEnd(ctx, endcall.EndRecord{WorkspaceID: f.ws, CallID: c.ID, Reason: "bye",
+		FinalMessage: "Goodbye & thanks", Hangup: true, At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Ended {
+		t.Fatal("the active call was not ended")
+	}
+	got := rec.Call
+	if got.CallStatus != endcall.StatusCompleted || *got.DisconnectReason != "bye" || *got.FinalMessage != "Goodbye & thanks" ||
+		*got.ProviderHangupStatus != endcall.HangupPending || *got.RoomStatus != endcall.RoomPending ||
+		*got.AnalysisStatus != endcall.AnalysisPending || *got.CallDuration != 42 || !got.EndedAt.Equal(at) {
+		t.Fatalf("ended call: %+v", got)
+	}
+	stored, err := f.store.GetCall(ctx, f.ws, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(stored)
+	b, _ := json.Marshal(got)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("returned call differs from the stored one:\n got %s\nwant %s", b, a)
+	}
+	if rec.Hangup == nil || rec.Hangup.CallSID != *c.CallSID || rec.Hangup.Status != endcall.StatusCompleted ||
+		rec.Hangup.FinalMessage != "Goodbye & thanks" || rec.Hangup.Credentials == nil ||
+		rec.Hangup.Credentials.AuthToken != "byot-token" || rec.Hangup.CredentialsErr != nil {
+		t.Fatalf("hangup owed: %+v", rec.Hangup)
+	}
+	var kinds []string
+	var delivery string
+	for _, w := range rec.Work {
+		kinds = append(kinds, w.Kind)
+		if w.Kind == endcall.WorkDeliver {
+			delivery = w.DeliveryID
+		}
+	}
+	if want := []string{endcall.WorkRoomDelete, endcall.WorkAnalyze, endcall.WorkDeliver}; !equal(kinds, want) {
+		t.Fatalf("work owed: %v, want %v", kinds, want)
+	}
+	j, err := f.store.DeliveryJob(ctx, delivery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.EndpointID != f.endpoint || j.Event != endcall.EventCallEnded || len(j.Body) == 0 {
+		t.Fatalf("delivery: %+v", j)
+	}
+	var body struct {
+		Data endcall.Call `json:"data"`
+	}
+	if err := json.Unmarshal(j.Body, &body); err != nil || body.Data.ID != c.ID || *body.Data.DisconnectReason != "bye" {
+		t.Fatalf("delivery body %s: %v", j.Body, err)
+	}
+
+	// A second end finds the call ended and changes nothing.
+	again, err := f.store.RecordEnd(ctx, endcall.EndRecord{WorkspaceID: f.ws, CallID: c.ID, Reason: "again", Hangup: true, At: time.Now()})
+	if err != nil || again.Ended || again.Hangup != nil || len(again.Work) != 0 || *again.Call.DisconnectReason != "bye" {
+		t.Fatalf("second end: %+v, %v", again, err)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRecordEndOwesAHangupOnlyWhenOneIsToBeMade: a call without call_sid, a
+// provider-reported end and simulated telephony (Hangup false) owe none; a
+// queued call is canceled.
+func TestRecordEndOwesAHangupOnlyWhenOneIsToBeMade(t *testing.T) {
+	t.Parallel()
+	f := newEndFixture(t, 7)
+	ctx := context.Background()
+	now := time.Now().UTC()
+
+	noSID, err := f.store.CreateCall(ctx, &endcall.Call{WorkspaceID: f.ws, CallProvider: "twilio", CallFrom: "+15550000001",
+		CallTo: "+15550000002", CallDirection: "outbound", CallStatus: endcall.StatusInProgress, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := f.store.CreateCall(ctx, &endcall.Call{WorkspaceID: f.ws, CallSID: ptr("CA" + uuid.NewString()[:32]),
+		CallProvider: "twilio", CallFrom: "+15550000001", CallTo: "+15550000002", CallDirection: "outbound",
+		CallStatus: endcall.StatusQueued, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		rec            endcall.EndRecord
+		status, hangup string
+		owesHangup     bool
+	}{
+		{"no call_sid", endcall.EndRecord{CallID: noSID.ID, Hangup: true}, endcall.StatusCompleted, endcall.HangupSkipped, false},
+		{"queued", endcall.EndRecord{CallID: queued.ID, Hangup: true}, endcall.StatusCanceled, endcall.HangupPending, true},
+		{"provider reported", endcall.EndRecord{CallID: newCall(t, f.store, f.ws, nil, nil).ID, ProviderStatus: endcall.StatusBusy}, endcall.StatusBusy, endcall.HangupSkipped, false},
+		{"simulated", endcall.EndRecord{CallID: newCall(t, f.store, f.ws, nil, nil).ID}, endcall.StatusCompleted, endcall.HangupSkipped, false},
+	} {
+		tc.rec.WorkspaceID, tc.rec.Reason, tc.rec.At = f.ws, "r", time.Now()
+		rec, err := f.store.RecordEnd(ctx, tc.rec)
+		if err != nil || !rec.Ended {
+			t.Fatalf("%s: %+v, %v", tc.name, rec, err)
+		}
+		if rec.Call.CallStatus != tc.status || *rec.Call.ProviderHangupStatus != tc.hangup || (rec.Hangup != nil) != tc.owesHangup {
+			t.Errorf("%s: status %s hangup %s owed %v", tc.name, rec.Call.CallStatus, *rec.Call.ProviderHangupStatus, rec.Hangup)
+		}
+		if tc.owesHangup && rec.Hangup.Status != endcall.StatusCanceled {
+			t.Errorf("%s: hangup status %q, want canceled", tc.name, rec.Hangup.Status)
+		}
+		if *rec.Call.RoomStatus != endcall.RoomSkipped || rec.Call.FinalMessage != nil {
+			t.Errorf("%s: room %s final message %v", tc.name, *rec.Call.RoomStatus, rec.Call.FinalMessage)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestRecordEndOfAnotherWorkspacesCallIsNotFound: another workspace's call,
+// a missing one and an ID that is not a UUID read alike, and nothing changes.
+func TestRecordEndOfAnotherWorkspacesCallIsNotFound(t *testing.T) {
+	t.Parallel()
+	f := newEndFixture(t, 7)
+	ctx := context.Background()
+	c := newCall(t, f.store, f.ws, nil, nil)
+	for _, id := range []string{c.ID, uuid.NewString(), "not-a-uuid", ""} {
+		_, err := f.store.RecordEnd(ctx, endcall.EndRecord{WorkspaceID: f.ws2, CallID: id, Reason: "x", Hangup: true, At: time.Now()})
+		if endcall.ErrorCode(err) != endcall.ENOTFOUND {
+			t.Errorf("end of %q from another workspace: %v, want not found", id, err)
+		}
+	}
+	got, err := f.store.GetCall(ctx, f.ws, c.ID)
+	if err != nil || got.EndedAt != nil {
+		t.Fatalf("the call changed: %+v, %v", got, err)
+	}
+}
+
+// TestRecordEndWithUndecryptableCredentials still ends the call: the hangup
+// target carries the error, for the end path to record the hangup failed.
+func TestRecordEndWithUndecryptableCredentials(t *testing.T) {
+	t.Parallel()
+	f := newEndFixture(t, 7)
+	c := newCall(t, f.store, f.ws, &f.byot, nil)
+	wrongKey, err := postgres.NewCipher(bytes.Repeat([]byte{8}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := postgres.NewStore(f.store.Pool(), wrongKey)
+	rec, err := other.RecordEnd(context.Background(), endcall.EndRecord{WorkspaceID: f.ws, CallID: c.ID, Reason: "x", Hangup: true, At: time.Now()})
+	if err != nil || !rec.Ended {
+		t.Fatalf("end: %+v, %v", rec, err)
+	}
+	if rec.Hangup == nil || rec.Hangup.CredentialsErr == nil || rec.Hangup.Credentials != nil {
+		t.Fatalf("hangup owed: %+v", rec.Hangup)
+	}
+}
+
+// TestConcurrentRecordEndsTransitionOnce: of 50 concurrent ends of one call
+// exactly one records it, and one call.ended delivery is owed.
+func TestConcurrentRecordEndsTransitionOnce(t *testing.T) {
+	t.Parallel()
+	f := newEndFixture(t, 7)
+	c := newCall(t, f.store, f.ws, nil, nil)
+	var wg sync.WaitGroup
 	var mu sync.Mutex
-	decided := map[int]endcall.LockedCall{}
-	outs := store.EndCalls(ctx, targets, func(_ context.Context, i int, lc endcall.LockedCall) (endcall.Ending, error) {
-		mu.Lock()
-		decided[i] = lc
-		mu.Unlock()
-		return endcall.Ending{Status: endcall.StatusCompleted, Reason: fmt.Sprintf("reason %d", i), HangupStatus: endcall.HangupSucceeded, At: at}, nil
-	})
-	if len(outs) != len(targets) {
-		t.Fatalf("%d outcomes for %d targets", len(outs), len(targets))
-	}
-
-	if len(decided) != 2 || decided[0].Call == nil || decided[1].Call == nil {
-		t.Fatalf("decided targets %v, want exactly 0 and 1", slices.Sorted(mapsKeys(decided)))
-	}
-	if c := decided[0].Credentials; c == nil || *c != *creds {
-		t.Errorf("call a decided with credentials %+v, want its phone number's BYOT credentials", c)
-	}
-	if decided[1].Credentials != nil {
-		t.Errorf("call b decided with credentials %+v, want the platform's (nil)", decided[1].Credentials)
-	}
-
-	// The two ended calls: as stored, with the work they owe.
-	for i, want := range map[int][]string{0: {endcall.WorkRoomDelete, endcall.WorkAnalyze, endcall.WorkDeliver}, 1: {endcall.WorkAnalyze}} {
-		o := outs[i]
-		if o.Err != nil || !o.Ended {
-			t.Fatalf("target %d: ended %v, err %v; want ended", i, o.Ended, o.Err)
-		}
-		var kinds []string
-		for _, w := range o.Work {
-			kinds = append(kinds, w.Kind)
-			if w.CallID != o.Call.ID {
-				t.Errorf("target %d owes work for call %s", i, w.CallID)
+	ended, found := 0, 0
+	for range 50 {
+		wg.Go(func() {
+			rec, err := f.store.RecordEnd(context.Background(), endcall.EndRecord{WorkspaceID: f.ws, CallID: c.ID, Reason: "x", Hangup: true, At: time.Now()})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Error(err)
+			case rec.Ended:
+				ended++
+			default:
+				found++
 			}
-		}
-		if !slices.Equal(kinds, want) {
-			t.Errorf("target %d owes %v, want %v", i, kinds, want)
-		}
-		stored, err := store.GetCall(ctx, o.Call.WorkspaceID, o.Call.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := json.Marshal(o.Call)
-		exp, _ := json.Marshal(stored)
-		if !bytes.Equal(got, exp) {
-			t.Errorf("target %d returned\n%s\nbut stored\n%s", i, got, exp)
-		}
-		if stored.EndedAt == nil || !stored.EndedAt.Equal(at) || *stored.DisconnectReason != fmt.Sprintf("reason %d", i) || *stored.CallDuration < 42 {
-			t.Errorf("target %d stored ended_at %v, reason %v, duration %v", i, stored.EndedAt, *stored.DisconnectReason, *stored.CallDuration)
-		}
-	}
-
-	// Both ended in one transaction: their rows carry the same xmin.
-	var xmins int
-	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT xmin::text) FROM calls WHERE id = ANY ($1)`, []string{a.ID, b.ID}).Scan(&xmins); err != nil {
-		t.Fatal(err)
-	}
-	if xmins != 1 {
-		t.Errorf("the two calls were ended in %d transactions, want one", xmins)
-	}
-
-	// Exactly one call.ended delivery, for call a, to ws1's endpoint, with
-	// its body fixed in the same commit.
-	var deliveryID, callID, endpointID string
-	var body []byte
-	var n int
-	if err := pool.QueryRow(ctx, `SELECT count(*) OVER (), id, call_id::text, endpoint_id::text, body FROM webhook_deliveries`).
-		Scan(&n, &deliveryID, &callID, &endpointID, &body); err != nil {
-		t.Fatal(err)
-	}
-	if n != 1 || callID != a.ID || endpointID != endpoint.ID || len(body) == 0 || outs[0].Work[2].DeliveryID != deliveryID {
-		t.Errorf("deliveries: %d, first for call %s endpoint %s body %d bytes, id %s (owed %s)", n, callID, endpointID, len(body), deliveryID, outs[0].Work[2].DeliveryID)
-	}
-
-	// The copy of a reads as already ended, without work of its own.
-	if o := outs[2]; o.Err != nil || o.Ended || o.Work != nil || o.Call == nil || o.Call.EndedAt == nil {
-		t.Errorf("second target for a: %+v, want the ended call, not ended again", o)
-	}
-	if o := outs[3]; o.Err != nil || o.Ended || o.Call == nil || o.Call.ID != ended.ID {
-		t.Errorf("ended call: %+v, want it as found", o)
-	}
-	for _, i := range []int{4, 5, 6} {
-		if o := outs[i]; endcall.ErrorCode(o.Err) != endcall.ENOTFOUND || o.Call != nil {
-			t.Errorf("target %d (%s): %+v, want not found", i, targets[i].CallID, o)
-		}
-	}
-	if c, err := store.GetCall(ctx, ws2, others.ID); err != nil || c.EndedAt != nil {
-		t.Errorf("another workspace's call changed: %+v, %v", c, err)
-	}
-}
-
-func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-// TestEndCallsSharingCallsDoNotDeadlock makes two batches that share calls
-// meet mid-lock. Two other transactions hold c and d while batch 1 names
-// a, c, b and batch 2 names b, d, a. Locked in the order named, batch 1
-// would hold a and wait on c, batch 2 hold b and wait on d, and once c and
-// d are free each would wait on the other: a deadlock. Both lock in id
-// order, so one waits for the other, and each call ends exactly once.
-func TestEndCallsSharingCallsDoNotDeadlock(t *testing.T) {
-	t.Parallel()
-	pool := testenv.DB(t)
-	store := postgres.NewStore(pool, nil)
-	ctx := context.Background()
-	ws, _, err := store.CreateAPIKey(ctx, "deadlock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	decide := func(context.Context, int, endcall.LockedCall) (endcall.Ending, error) {
-		return endcall.Ending{Status: endcall.StatusCompleted, Reason: "r", HangupStatus: endcall.HangupSucceeded, At: time.Now()}, nil
-	}
-	// The holders and the watch have connections of their own: the store's
-	// pool is small.
-	other, err := pgxpool.New(ctx, pool.Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	waiting := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			var waits int
-			if err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waits); err != nil {
-				t.Fatal(err)
-			}
-			if waits >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d transactions wait on a lock, want %d", waits, n)
-			}
-		}
-	}
-	hold := func(id string) func() {
-		tx, err := other.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM calls WHERE id = $1 FOR UPDATE`, id); err != nil {
-			t.Fatal(err)
-		}
-		return func() {
-			if err := tx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	// With a table this small the planner would scan it whole and lock in
-	// its physical order, the same for both; with enough calls it walks the
-	// primary key in the order named, as in production.
-	if _, err := pool.Exec(ctx, `INSERT INTO calls (workspace_id, call_from, call_to, call_direction, call_status)
-		SELECT $1, '+15550000001', '+15550000002', 'outbound', 'completed' FROM generate_series(1, 5000)`, ws); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `ANALYZE calls`); err != nil {
-		t.Fatal(err)
-	}
-	// Several rounds: the ids' order relative to each other varies.
-	for round := range 4 {
-		var ids []string
-		for range 4 {
-			ids = append(ids, newCall(t, store, ws, nil, nil).ID)
-		}
-		a, b, c, d := ids[0], ids[1], ids[2], ids[3]
-		releaseC, releaseD := hold(c), hold(d)
-		var wg sync.WaitGroup
-		outs := make([][]endcall.EndOutcome, 2)
-		for k, named := range [][]string{{a, c, b}, {b, d, a}} {
-			var targets []endcall.EndTarget
-			for _, id := range named {
-				targets = append(targets, endcall.EndTarget{WorkspaceID: ws, CallID: id})
-			}
-			wg.Go(func() { outs[k] = store.EndCalls(ctx, targets, decide) })
-			waiting(k + 1)
-		}
-		releaseC()
-		releaseD()
-		wg.Wait()
-		endedBy := map[string]int{}
-		for _, batch := range outs {
-			for _, o := range batch {
-				if o.Err != nil {
-					t.Fatalf("round %d: %v", round, o.Err)
-				}
-				if o.Ended {
-					endedBy[o.Call.ID]++
-				}
-			}
-		}
-		for _, id := range ids {
-			if endedBy[id] != 1 {
-				t.Fatalf("round %d: calls ended %v times, want once each", round, endedBy)
-			}
-		}
-	}
-}
-
-// TestEndCallsPanicInDecideFailsOnlyItsCall: decide runs on goroutines of
-// the store's, where a panic would end the process; it becomes that call's
-// error, and the rest of the batch ends.
-func TestEndCallsPanicInDecideFailsOnlyItsCall(t *testing.T) {
-	t.Parallel()
-	store := postgres.NewStore(testenv.DB(t), nil)
-	ctx := context.Background()
-	ws, _, err := store.CreateAPIKey(ctx, "panic")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad, good := newCall(t, store, ws, nil, nil), newCall(t, store, ws, nil, nil)
-	outs := store.EndCalls(ctx, []endcall.EndTarget{{WorkspaceID: ws, CallID: bad.ID}, {WorkspaceID: ws, CallID: good.ID}},
-		func(_ context.Context, i int, _ endcall.LockedCall) (endcall.Ending, error) {
-			if i == 0 {
-				panic("bug")
-			}
-			return endcall.Ending{Status: endcall.StatusCompleted, Reason: "r", HangupStatus: endcall.HangupSucceeded, At: time.Now()}, nil
 		})
-	if outs[0].Err == nil || outs[0].Ended {
-		t.Errorf("the panicking call: %+v, want an error", outs[0])
 	}
-	if outs[1].Err != nil || !outs[1].Ended {
-		t.Errorf("the other call: %+v, want it ended", outs[1])
+	wg.Wait()
+	if ended != 1 || found != 49 {
+		t.Fatalf("%d ended, %d found ended; want 1 and 49", ended, found)
 	}
-	if c, err := store.GetCall(ctx, ws, bad.ID); err != nil || c.EndedAt != nil {
-		t.Errorf("the panicking call was changed: %+v, %v", c, err)
+	var n int
+	if err := f.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE call_id = $1`, c.ID).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d deliveries (%v), want 1", n, err)
 	}
 }

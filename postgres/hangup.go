@@ -6,35 +6,27 @@ import (
 	"github.com/endcall/endcall"
 )
 
-// HangupTarget loads the hangup a retry must make for a call.
+// HangupTarget loads the hangup a background retry must make for a call.
 func (s *Store) HangupTarget(ctx context.Context, callID string) (*endcall.HangupTarget, error) {
-	var t endcall.HangupTarget
-	var sid, hangupStatus, accountSID *string
+	var accountSID *string
 	var sealed []byte
-	err := s.pool.QueryRow(ctx, `SELECT c.call_sid, c.call_status, c.provider_hangup_status, p.twilio_account_sid, p.twilio_auth_token_enc
-		FROM calls c LEFT JOIN phone_numbers p ON p.id = c.phone_number_id WHERE c.id = $1`, callID).
-		Scan(&sid, &t.Status, &hangupStatus, &accountSID, &sealed)
+	c, err := scanCall(s.pool.QueryRow(ctx, `SELECT `+callColumns+`, p.twilio_account_sid, p.twilio_auth_token_enc
+		FROM calls c LEFT JOIN phone_numbers p ON p.id = c.phone_number_id WHERE c.id = $1`, callID), &accountSID, &sealed)
 	if err != nil {
 		return nil, notFound(dbError(err), "call")
 	}
-	t.CallSID, t.HangupStatus = deref(sid), deref(hangupStatus)
-	if t.Status != endcall.StatusCanceled {
-		t.Status = endcall.StatusCompleted
-	}
-	if accountSID != nil && sealed != nil {
-		if t.Credentials, err = s.openCredentials(*accountSID, sealed); err != nil {
-			return nil, err
-		}
-	}
-	return &t, nil
+	return hangupTarget(c, accountSID, sealed, s.openCredentials), nil
 }
 
-// FinishHangup records the outcome of a background hangup; it changes only
-// a call still marked retrying, so a late or repeated retry is harmless.
+// FinishHangup records the outcome of a hangup; it changes only a call whose
+// hangup is still pending or retrying, so a late or repeated outcome is
+// harmless. An outcome is the record of work already done, so its commit
+// does not wait for the WAL flush (see unflushed): a lost one leaves the
+// hangup owed, and making it again finds the call over.
 func (s *Store) FinishHangup(ctx context.Context, callID, outcome string) error {
 	_, err := s.pool.Exec(ctx, finishHangupSQL, callID, outcome)
 	return dbError(err)
 }
 
-const finishHangupSQL = `UPDATE calls SET provider_hangup_status = $2, updated_at = now()
-	WHERE id = $1 AND coalesce(provider_hangup_status, '') = 'retrying'`
+const finishHangupSQL = `UPDATE calls SET provider_hangup_status = $2, updated_at = now() FROM ` + unflushed + `
+	WHERE id = $1 AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')`

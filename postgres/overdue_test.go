@@ -72,7 +72,7 @@ func TestOverdueCalls(t *testing.T) {
 	insertCall(t, pool, ws, now, 9000, 9000, 60, true)                // ended, own limit
 	insertCall(t, pool, ws, now, 9000, defaultMax+3000, 10000, false) // own limit not reached yet
 
-	got, err := store.OverdueCalls(ctx, now, defaultMax*time.Second, 100)
+	got, err := store.OverdueCalls(ctx, now, defaultMax*time.Second, 100, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +88,20 @@ func TestOverdueCalls(t *testing.T) {
 		t.Errorf("got %v, want %v (oldest deadline first)", gotIDs, want)
 	}
 
-	got, err = store.OverdueCalls(ctx, now, defaultMax*time.Second, 2)
+	got, err = store.OverdueCalls(ctx, now, defaultMax*time.Second, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[0].ID != want[0] || got[1].ID != want[1] {
 		t.Errorf("with limit 2: got %d calls, want the first two of %v", len(got), want)
+	}
+
+	got, err = store.OverdueCalls(ctx, now, defaultMax*time.Second, 2, []string{want[0], want[2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != want[1] || got[1].ID != want[3] {
+		t.Errorf("passing over the first and third: got %d calls, want %v and %v", len(got), want[1], want[3])
 	}
 }
 
@@ -130,7 +138,7 @@ func TestOverdueScanUsesIndexes(t *testing.T) {
 
 	now := time.Now()
 	var raw []byte
-	if err := pool.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+postgres.OverdueSQL, now, now.Add(-time.Hour), 100).Scan(&raw); err != nil {
+	if err := pool.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+postgres.OverdueSQL, now, now.Add(-time.Hour), 100, []string{}).Scan(&raw); err != nil {
 		t.Fatal(err)
 	}
 	var plan []struct {
@@ -140,7 +148,7 @@ func TestOverdueScanUsesIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var text strings.Builder
-	rows, err := pool.Query(ctx, `EXPLAIN `+postgres.OverdueSQL, now, now.Add(-time.Hour), 100)
+	rows, err := pool.Query(ctx, `EXPLAIN `+postgres.OverdueSQL, now, now.Add(-time.Hour), 100, []string{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +206,27 @@ func TestOverdueScanLock(t *testing.T) {
 	if _, ok, err := store.TryLockOverdueScan(ctx); err != nil || ok {
 		t.Fatalf("second lock while held: ok %v, err %v; want refused", ok, err)
 	}
+	// The lock holds no connection while the scan waits on the provider.
+	if n := store.Pool().Stat().AcquiredConns(); n != 0 {
+		t.Fatalf("%d connections held with the lock", n)
+	}
 	release()
 	release, ok, err = store.TryLockOverdueScan(ctx)
 	if err != nil || !ok {
 		t.Fatalf("lock after release: ok %v, err %v; want taken", ok, err)
 	}
+	// A lease whose holder died lapses: the next scan takes it.
+	if _, err := store.Pool().Exec(ctx, `UPDATE leases SET expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	release2, ok, err := store.TryLockOverdueScan(ctx)
+	if err != nil || !ok {
+		t.Fatalf("lock after the lease lapsed: ok %v, err %v; want taken", ok, err)
+	}
+	// The lapsed holder's release does not free the new holder's lease.
 	release()
+	if _, ok, err := store.TryLockOverdueScan(ctx); err != nil || ok {
+		t.Fatalf("lock after a stale release: ok %v, err %v; want refused", ok, err)
+	}
+	release2()
 }

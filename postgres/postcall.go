@@ -136,7 +136,7 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 		}
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT 'hangup', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') = 'retrying'
+		SELECT 'hangup', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')
 		UNION ALL SELECT 'room_delete', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
 		UNION ALL SELECT 'analyze', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
 		UNION ALL SELECT 'deliver', call_id::text, id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
@@ -182,10 +182,12 @@ const pendingAnalyzedSQL = `SELECT ARRAY(SELECT id FROM webhook_deliveries
 // whose statistics lag behind a growing backlog, and walk all owed work to
 // update one row (939 buffers a room update in make bench's (b), against 2
 // by primary key).
-func (s *Store) OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error) {
+func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error) {
 	rows, err := s.pool.Query(ctx, `
 		(SELECT 'hangup', id::text, '' FROM calls
-			WHERE provider_hangup_status = 'retrying' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
+			WHERE (provider_hangup_status = 'retrying' AND ended_at < $1
+				OR provider_hangup_status = 'pending' AND ended_at < $3)
+			ORDER BY ended_at LIMIT $2)
 		UNION ALL
 		(SELECT 'room_delete', id::text, '' FROM calls
 			WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
@@ -194,7 +196,7 @@ func (s *Store) OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]en
 			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
 		(SELECT 'deliver', call_id::text, id FROM webhook_deliveries
-			WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT $2)`, cutoff, limit)
+			WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
 	if err != nil {
 		return nil, dbError(err)
 	}

@@ -19,10 +19,11 @@ type Simulated struct {
 var _ endcall.Telephony = Simulated{}
 
 // Hangup logs the call SID and status and returns endcall.HangupSucceeded.
-func (s Simulated) Hangup(ctx context.Context, creds *endcall.ProviderCredentials, callSID, status string) (string, error) {
-	attrs := []slog.Attr{slog.String("call_sid", callSID), slog.String("status", status)}
-	if creds != nil {
-		attrs = append(attrs, slog.String("account_sid", creds.AccountSID))
+func (s Simulated) Hangup(ctx context.Context, t endcall.HangupTarget) (string, error) {
+	attrs := []slog.Attr{slog.String("call_sid", t.CallSID), slog.String("status", t.Status),
+		slog.String("final_message", t.FinalMessage)}
+	if t.Credentials != nil {
+		attrs = append(attrs, slog.String("account_sid", t.Credentials.AccountSID))
 	}
 	s.logger().LogAttrs(ctx, slog.LevelInfo, "simulated provider hangup", attrs...)
 	return endcall.HangupSucceeded, nil

@@ -2,12 +2,14 @@ package twilio
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	twclient "github.com/twilio/twilio-go/client"
@@ -125,52 +127,72 @@ const (
 	codeBadPassword   = 21224 // twilio-go's own check of the auth token
 )
 
-// Hangup ends callSID at Twilio by updating the call with Status=completed,
-// or canceled for a call that is still queued or ringing, using creds or,
-// when creds is nil, the platform's credentials. It returns
-// endcall.HangupSucceeded or endcall.HangupAlreadyEnded; every error is an
-// *endcall.HangupError, Permanent when retrying cannot help.
-func (c *Client) Hangup(ctx context.Context, creds *endcall.ProviderCredentials, callSID, status string) (string, error) {
+// Hangup ends t.CallSID at Twilio by updating the call with
+// Status=completed, or canceled for a call that is still queued or ringing,
+// using t.Credentials or, when they are nil, the platform's credentials.
+// With a final message an in-progress call is given TwiML instead, which
+// says the message and then hangs up. It returns endcall.HangupSucceeded or
+// endcall.HangupAlreadyEnded; every error is an *endcall.HangupError,
+// Permanent when retrying cannot help.
+func (c *Client) Hangup(ctx context.Context, t endcall.HangupTarget) (string, error) {
+	status := t.Status
 	if status == "" {
 		status = endcall.StatusCompleted
 	}
 	if status != endcall.StatusCompleted && status != endcall.StatusCanceled {
 		return "", permanent(fmt.Errorf("twilio: hangup status %q is neither completed nor canceled", status))
 	}
-	if !validSID(callSID) {
-		return "", permanent(fmt.Errorf("twilio: call SID %q is not a Twilio SID", callSID))
+	if !validSID(t.CallSID) {
+		return "", permanent(fmt.Errorf("twilio: call SID %q is not a Twilio SID", t.CallSID))
 	}
-	creds, err := c.credentials(creds)
+	creds, err := c.credentials(t.Credentials)
 	if err != nil {
 		return "", permanent(err)
 	}
 
-	got, err := c.updateStatus(ctx, creds, callSID, status)
+	params := new(twapi.UpdateCallParams)
+	if status == endcall.StatusCompleted && t.FinalMessage != "" {
+		params.SetTwiml(SayThenHangup(t.FinalMessage))
+	} else {
+		params.SetStatus(status)
+	}
+	got, err := c.updateCall(ctx, creds, t.CallSID, params)
 	if err == nil && status == endcall.StatusCanceled && got == endcall.StatusInProgress {
 		// Twilio ignores "canceled" for a call that was answered in the
 		// meantime; such a call must be completed instead.
-		_, err = c.updateStatus(ctx, creds, callSID, endcall.StatusCompleted)
+		_, err = c.updateCall(ctx, creds, t.CallSID, new(twapi.UpdateCallParams).SetStatus(endcall.StatusCompleted))
 	}
 	if err == nil {
 		return endcall.HangupSucceeded, nil
 	}
 
 	var api *APIError
-	if errors.As(err, &api) && api.Code == codeNotInProgress {
+	if errors.As(err, &api) && (api.Code == codeNotInProgress || api.Code == codeNotFound) {
 		return endcall.HangupAlreadyEnded, nil
 	}
 	return "", &endcall.HangupError{
 		Permanent: isPermanent(err),
-		Err:       fmt.Errorf("twilio: hang up call %s: %w", callSID, err),
+		Err:       fmt.Errorf("twilio: hang up call %s: %w", t.CallSID, err),
 	}
 }
 
-// updateStatus makes one UpdateCall request and returns the status of the
+// SayThenHangup is the TwiML that says message to the caller and then hangs
+// up; the message is XML-escaped.
+func SayThenHangup(message string) string {
+	var b strings.Builder
+	b.WriteString("<Response><Say>")
+	// EscapeText fails only when its writer does, and a Builder never does.
+	_ = xml.EscapeText(&b, []byte(message))
+	b.WriteString("</Say><Hangup/></Response>")
+	return b.String()
+}
+
+// updateCall makes one UpdateCall request and returns the status of the
 // call resource Twilio answered with.
-func (c *Client) updateStatus(ctx context.Context, creds *endcall.ProviderCredentials, callSID, status string) (string, error) {
+func (c *Client) updateCall(ctx context.Context, creds *endcall.ProviderCredentials, callSID string, params *twapi.UpdateCallParams) (string, error) {
 	var got string
 	err := c.do(ctx, creds, func(api *twapi.ApiService) error {
-		call, err := api.UpdateCall(callSID, (&twapi.UpdateCallParams{}).SetStatus(status))
+		call, err := api.UpdateCall(callSID, params)
 		if err == nil && call.Status != nil {
 			got = *call.Status
 		}

@@ -160,19 +160,19 @@ func TestHangup(t *testing.T) {
 			wantAccount: func(b *bundle) string { return b.byot.AccountSID }, wantFinal: "in-progress",
 		},
 		{
-			name: "404 unknown call is permanent",
+			name: "404 unknown call counts as already ended",
 			arrange: func(b *bundle) (*endcall.ProviderCredentials, string, string) {
 				return nil, twiliotest.NewSID("CA"), "completed"
 			},
-			wantErr: "permanent", wantStatuses: []string{"completed"},
+			wantResult: endcall.HangupAlreadyEnded, wantStatuses: []string{"completed"},
 			wantAccount: func(b *bundle) string { return b.platformSID },
 		},
 		{
-			name: "another account's call is permanent",
+			name: "another account's call reads as unknown, so already ended",
 			arrange: func(b *bundle) (*endcall.ProviderCredentials, string, string) {
 				return b.byot, b.fake.NewCall(b.platformSID, "in-progress"), "completed"
 			},
-			wantErr: "permanent", wantStatuses: []string{"completed"},
+			wantResult: endcall.HangupAlreadyEnded, wantStatuses: []string{"completed"},
 			wantAccount: func(b *bundle) string { return b.byot.AccountSID }, wantFinal: "in-progress",
 		},
 		{
@@ -230,7 +230,7 @@ func TestHangup(t *testing.T) {
 			b := setup(t, 2*time.Second)
 			creds, sid, status := tt.arrange(b)
 
-			got, err := b.client.Hangup(context.Background(), creds, sid, status)
+			got, err := b.client.Hangup(context.Background(), endcall.HangupTarget{Credentials: creds, CallSID: sid, Status: status})
 
 			if got != tt.wantResult {
 				t.Errorf("result: got %q, want %q", got, tt.wantResult)
@@ -275,7 +275,7 @@ func TestHangupNoCredentials(t *testing.T) {
 	fake := twiliotest.New(t)
 	c := twilio.New(twilio.Config{BaseURL: fake.URL()})
 
-	got, err := c.Hangup(context.Background(), nil, twiliotest.NewSID("CA"), "completed")
+	got, err := c.Hangup(context.Background(), endcall.HangupTarget{CallSID: twiliotest.NewSID("CA"), Status: "completed"})
 
 	if got != "" || errKind(t, err) != "permanent" {
 		t.Errorf("got (%q, %v), want a permanent error", got, err)
@@ -295,7 +295,7 @@ func TestHangupRetryAfter500(t *testing.T) {
 
 	var results []string
 	for range 2 {
-		got, err := b.client.Hangup(context.Background(), nil, sid, "completed")
+		got, err := b.client.Hangup(context.Background(), endcall.HangupTarget{CallSID: sid, Status: "completed"})
 		results = append(results, got+"/"+errKind(t, err))
 	}
 
@@ -331,7 +331,7 @@ func TestHangupTimeout(t *testing.T) {
 			}
 
 			start := time.Now()
-			got, err := b.client.Hangup(ctx, nil, sid, "completed")
+			got, err := b.client.Hangup(ctx, endcall.HangupTarget{CallSID: sid, Status: "completed"})
 			elapsed := time.Since(start)
 
 			if got != "" || errKind(t, err) != "temporary" {
@@ -370,7 +370,7 @@ func TestHangupNonJSONErrors(t *testing.T) {
 			defer srv.Close()
 			c := twilio.New(twilio.Config{BaseURL: srv.URL, AccountSID: "AC1", AuthToken: "t0ken"})
 
-			got, err := c.Hangup(context.Background(), nil, "CA1", "completed")
+			got, err := c.Hangup(context.Background(), endcall.HangupTarget{CallSID: "CA1", Status: "completed"})
 
 			if got != "" || errKind(t, err) != tt.wantErr {
 				t.Errorf("got (%q, %v), want a %s error", got, err, tt.wantErr)
@@ -390,7 +390,7 @@ func TestHangupConnectionError(t *testing.T) {
 	srv.Close() // nothing listens there any more
 
 	c := twilio.New(twilio.Config{BaseURL: url, AccountSID: "AC1", AuthToken: "t0ken"})
-	got, err := c.Hangup(context.Background(), nil, "CA1", "completed")
+	got, err := c.Hangup(context.Background(), endcall.HangupTarget{CallSID: "CA1", Status: "completed"})
 
 	if got != "" || errKind(t, err) != "temporary" {
 		t.Errorf("got (%q, %v), want a temporary error", got, err)
@@ -420,7 +420,7 @@ func TestBaseURL(t *testing.T) {
 	for _, base := range []string{fake.URL(), fake.URL() + "/"} {
 		c := twilio.New(twilio.Config{BaseURL: base, AccountSID: sid, AuthToken: token})
 		call := fake.NewCall(sid, "in-progress")
-		if got, err := c.Hangup(context.Background(), nil, call, "completed"); err != nil || got != endcall.HangupSucceeded {
+		if got, err := c.Hangup(context.Background(), endcall.HangupTarget{CallSID: call, Status: "completed"}); err != nil || got != endcall.HangupSucceeded {
 			t.Errorf("BaseURL %q: got (%q, %v), want succeeded", base, got, err)
 		}
 		if n := fake.HangupCount(call); n != 1 {
@@ -431,7 +431,7 @@ func TestBaseURL(t *testing.T) {
 	// Redirects are not followed, and the Host header is BaseURL's host.
 	c := twilio.New(twilio.Config{BaseURL: front.URL, AccountSID: sid, AuthToken: token})
 	call := fake.NewCall(sid, "in-progress")
-	_, err := c.Hangup(context.Background(), nil, call, "completed")
+	_, err := c.Hangup(context.Background(), endcall.HangupTarget{CallSID: call, Status: "completed"})
 	if errKind(t, err) != "temporary" {
 		t.Errorf("redirect: got %v, want a temporary error", err)
 	}
@@ -467,7 +467,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 
 	c := twilio.New(twilio.Config{BaseURL: "not a url", AccountSID: "AC1", AuthToken: "t"})
-	if _, err := c.Hangup(context.Background(), nil, "CA1", "completed"); errKind(t, err) != "permanent" {
+	if _, err := c.Hangup(context.Background(), endcall.HangupTarget{CallSID: "CA1", Status: "completed"}); errKind(t, err) != "permanent" {
 		t.Errorf("Hangup with an invalid BaseURL: got %v, want a permanent error", err)
 	}
 }
@@ -483,7 +483,7 @@ func TestConcurrentHangups(t *testing.T) {
 	results := make([]string, 20)
 	for i := range results {
 		wg.Go(func() {
-			got, err := b.client.Hangup(context.Background(), b.byot, sid, "completed")
+			got, err := b.client.Hangup(context.Background(), endcall.HangupTarget{Credentials: b.byot, CallSID: sid, Status: "completed"})
 			if err != nil {
 				t.Errorf("hangup %d: %v", i, err)
 			}
@@ -521,7 +521,7 @@ func TestConnectionReuse(t *testing.T) {
 			case 2:
 				b.fake.FailNext(sid, 1, 500)
 			}
-			_, _ = b.client.Hangup(context.Background(), nil, sid, "completed")
+			_, _ = b.client.Hangup(context.Background(), endcall.HangupTarget{CallSID: sid, Status: "completed"})
 		}
 		if got := b.fake.Connections(); got != 1 {
 			t.Errorf("connections: got %d, want 1", got)
@@ -545,7 +545,7 @@ func TestConnectionReuse(t *testing.T) {
 		c := twilio.New(twilio.Config{BaseURL: srv.URL, AccountSID: "AC1", AuthToken: "t0ken"})
 		defer c.CloseIdleConnections()
 		for range 10 {
-			if _, err := c.Hangup(context.Background(), nil, "CA1", "completed"); errKind(t, err) != "temporary" {
+			if _, err := c.Hangup(context.Background(), endcall.HangupTarget{CallSID: "CA1", Status: "completed"}); errKind(t, err) != "temporary" {
 				t.Fatalf("got %v, want a temporary error", err)
 			}
 		}
@@ -815,7 +815,7 @@ func TestSimulated(t *testing.T) {
 	s := twilio.Simulated{Log: slog.New(slog.NewJSONHandler(&buf, nil))}
 	creds := &endcall.ProviderCredentials{AccountSID: "AC1", AuthToken: "supersecrettoken"}
 
-	got, err := s.Hangup(context.Background(), creds, "CA42", "canceled")
+	got, err := s.Hangup(context.Background(), endcall.HangupTarget{Credentials: creds, CallSID: "CA42", Status: "canceled"})
 
 	if got != endcall.HangupSucceeded || err != nil {
 		t.Errorf("got (%q, %v), want (%q, nil)", got, err, endcall.HangupSucceeded)
@@ -853,7 +853,7 @@ func BenchmarkHangup(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if got, err := bb.client.Hangup(ctx, creds, sids[i], "completed"); err != nil || got != endcall.HangupSucceeded {
+				if got, err := bb.client.Hangup(ctx, endcall.HangupTarget{Credentials: creds, CallSID: sids[i], Status: "completed"}); err != nil || got != endcall.HangupSucceeded {
 					b.Fatalf("got (%q, %v)", got, err)
 				}
 			}
@@ -876,7 +876,7 @@ func BenchmarkHangupCanned(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if got, err := c.Hangup(ctx, nil, "CA1", "completed"); err != nil || got != endcall.HangupSucceeded {
+		if got, err := c.Hangup(ctx, endcall.HangupTarget{CallSID: "CA1", Status: "completed"}); err != nil || got != endcall.HangupSucceeded {
 			b.Fatalf("got (%q, %v)", got, err)
 		}
 	}
@@ -891,7 +891,7 @@ func BenchmarkHangupParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
-			if got, err := bb.client.Hangup(ctx, bb.byot, twiliotest.NewSID("CA"), "completed"); err != nil || got != endcall.HangupSucceeded {
+			if got, err := bb.client.Hangup(ctx, endcall.HangupTarget{Credentials: bb.byot, CallSID: twiliotest.NewSID("CA"), Status: "completed"}); err != nil || got != endcall.HangupSucceeded {
 				b.Errorf("got (%q, %v)", got, err)
 				return
 			}

@@ -521,8 +521,8 @@ type racingStore struct {
 	after func()
 }
 
-func (r racingStore) OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error) {
-	work, err := r.Store.OwedWork(ctx, cutoff, limit)
+func (r racingStore) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error) {
+	work, err := r.Store.OwedWork(ctx, cutoff, hangupCutoff, limit)
 	r.after()
 	return work, err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -266,9 +265,9 @@ func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 	}
 
 	// Worker A reaches Redis through a proxy, to be cut off mid-task.
-	proxy := newProxy(t, opt.Addr)
+	proxy := testenv.NewProxy(t, opt.Addr)
 	viaProxy := opt
-	viaProxy.Addr = proxy.addr()
+	viaProxy.Addr = proxy.Addr()
 	start(viaProxy)
 	const recovered, rearchived, thrice, justRescued, late = "recovered", "rearchived", "rescued-thrice", "just-rescued", "late"
 	ids := []string{recovered, rearchived, thrice, justRescued, late}
@@ -284,7 +283,7 @@ func TestRescuerHandsBackTasksArchivedForAnExpiredLease(t *testing.T) {
 			t.Fatal("worker A did not take every task")
 		}
 	}
-	proxy.cut()
+	proxy.Cut()
 	expire(recovered, rearchived, thrice, justRescued)
 
 	// Worker B's recoverer archives those four at start; the queue is
@@ -377,60 +376,4 @@ func rescuerRedis(t *testing.T) (asynq.RedisClientOpt, redis.UniversalClient) {
 	rdb := opt.MakeRedisClient().(redis.UniversalClient)
 	t.Cleanup(func() { rdb.Close() })
 	return opt, rdb
-}
-
-// proxy forwards TCP connections to a server until it is cut.
-type proxy struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	conns  []net.Conn
-	closed bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln}
-	t.Cleanup(p.cut)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			if p.closed {
-				c.Close()
-				s.Close()
-			} else {
-				p.conns = append(p.conns, c, s)
-			}
-			p.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-// cut refuses new connections and closes the open ones.
-func (p *proxy) cut() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }

@@ -11,7 +11,9 @@ import (
 
 // OwedWorkStore lists post-call work that Postgres records as owed.
 type OwedWorkStore interface {
-	OwedWork(ctx context.Context, cutoff time.Time, limit int) ([]endcall.Work, error)
+	// OwedWork lists owed work older than cutoff, and pending hangups
+	// older than hangupCutoff, at most limit of each kind.
+	OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error)
 	// StillOwed returns the items of work still owed now.
 	StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.Work, error)
 }
@@ -45,6 +47,9 @@ type Sweeper struct {
 	// Grace skips work younger than this, which the fast path is normally
 	// still queueing.
 	Grace time.Duration
+	// HangupGrace skips pending hangups younger than this: their end path
+	// may still be waiting on the provider.
+	HangupGrace time.Duration
 	// Limit bounds the items of each kind per sweep.
 	Limit int
 	Log   *slog.Logger
@@ -71,7 +76,8 @@ func (s *Sweeper) Run(ctx context.Context) error {
 // Sweep queues every owed item without a live task and returns how many it
 // queued.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
-	work, err := s.Store.OwedWork(ctx, time.Now().Add(-s.Grace), s.Limit)
+	now := time.Now()
+	work, err := s.Store.OwedWork(ctx, now.Add(-s.Grace), now.Add(-max(s.Grace, s.HangupGrace)), s.Limit)
 	if err != nil || len(work) == 0 {
 		return 0, err
 	}

@@ -361,7 +361,7 @@ func (b *bench) queries(ctx context.Context) error {
 		}
 	}
 	capt.start()
-	if _, err := store.OverdueCalls(ctx, time.Now(), time.Hour, 100); err != nil {
+	if _, err := store.OverdueCalls(ctx, time.Now(), time.Hour, 100, nil); err != nil {
 		capt.stop()
 		return fmt.Errorf("overdue scan: %w", err)
 	}
@@ -422,7 +422,7 @@ func (b *bench) queries(ctx context.Context) error {
 	pool2 := postgres.NewStore(b.pool, nil)
 	for i := range b.o.querySamples + 5 {
 		t := time.Now()
-		found, err := pool2.OverdueCalls(ctx, time.Now(), time.Hour, 100)
+		found, err := pool2.OverdueCalls(ctx, time.Now(), time.Hour, 100, nil)
 		if err != nil {
 			return err
 		}

@@ -76,7 +76,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	// The one end path, of the API and of the overdue scan.
 	svc := &calls.Service{
 		Store: store, Telephony: tel, Log: log,
-		Queue:           enq,
+		Queue: enq, Simulated: cfg.TelephonyMode == config.TelephonySimulated,
 		ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
 		OnEnded: m.CallEnded,
 	}
@@ -103,7 +103,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			return err
 		}
 		sweeper := &worker.Sweeper{Store: store, Queue: enq, Interval: cfg.RecoverySweepInterval,
-			Grace: sweepGrace(cfg.RecoverySweepInterval), Limit: 1000, Log: log, OnRequeued: m.Requeued}
+			Grace: sweepGrace(cfg.RecoverySweepInterval), HangupGrace: hangupGrace(cfg.ProviderTimeout), Limit: 1000, Log: log, OnRequeued: m.Requeued}
 		if mode == "worker" && cfg.MetricsAddr != "" {
 			g.Go(func() error { return serveHTTP(ctx, cfg.MetricsAddr, metricsHandler(m), log) })
 		}
@@ -150,6 +150,13 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 // long enough for the fast path to have queued it, at most 30 s.
 func sweepGrace(interval time.Duration) time.Duration {
 	return min(30*time.Second, interval/2)
+}
+
+// hangupGrace is how old a pending hangup must be before the sweeper makes
+// it: older than any end path still waiting on the provider, so that only a
+// hangup whose end path died is made again.
+func hangupGrace(providerTimeout time.Duration) time.Duration {
+	return providerTimeout + 10*time.Second
 }
 
 func redisConnOpt(cfg config.Config) asynq.RedisConnOpt {

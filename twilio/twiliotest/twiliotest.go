@@ -103,10 +103,12 @@ type Request struct {
 	ResponseStatus int
 }
 
-// IsHangup reports whether r asks Twilio to end a call.
+// IsHangup reports whether r asks Twilio to end a call: by status, or with
+// TwiML that ends in <Hangup/>.
 func (r Request) IsHangup() bool {
 	s := r.Form.Get("Status")
-	return r.Method == http.MethodPost && r.CallSID != "" && (s == "completed" || s == "canceled")
+	return r.Method == http.MethodPost && r.CallSID != "" &&
+		(s == "completed" || s == "canceled" || strings.HasSuffix(r.Form.Get("Twiml"), "<Hangup/></Response>"))
 }
 
 // IsCreate reports whether r creates a call.
@@ -483,7 +485,11 @@ func (s *Server) update(ctx context.Context, w http.ResponseWriter, req Request)
 	now := time.Now().UTC()
 	switch st := req.Form.Get("Status"); st {
 	case "":
-		// A redirect (Url/Twiml): nothing the fake models.
+		// TwiML that hangs up ends the call once it has run, which the fake
+		// takes as at once; any other redirect changes nothing it models.
+		if strings.HasSuffix(req.Form.Get("Twiml"), "<Hangup/></Response>") {
+			c.Status, c.Ended, c.Updated = "completed", &now, now
+		}
 	case "completed":
 		c.Status, c.Ended, c.Updated = "completed", &now, now
 	case "canceled":
