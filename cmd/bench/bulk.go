@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -99,20 +100,14 @@ func (b *bench) bulkEnd(ctx context.Context) error {
 // at once since t0: each takes delay, so those in flight at an arrival are
 // the arrivals within delay before it.
 func (b *bench) hangupsInFlight(t0 time.Time, delay time.Duration) int {
-	var at []time.Time
+	var at []int64
 	for _, r := range b.twilio.Requests() {
 		if r.IsHangup() && !r.Time.Before(t0) {
-			at = append(at, r.Time)
+			at = append(at, r.Time.UnixNano())
 		}
 	}
-	most, j := 0, 0
-	for i := range at {
-		for at[i].Sub(at[j]) >= delay {
-			j++
-		}
-		most = max(most, i-j+1)
-	}
-	return most
+	slices.Sort(at)
+	return mostWithin(at, delay)
 }
 
 // apiJSON makes one API request with the bench key and decodes the

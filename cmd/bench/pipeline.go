@@ -260,13 +260,7 @@ func (b *bench) limitedPace(ctx context.Context, start time.Time) string {
 	if len(at) == 0 {
 		return "nothing received"
 	}
-	most, j := 0, 0
-	for i := range at {
-		for at[i]-at[j] >= int64(time.Second) {
-			j++
-		}
-		most = max(most, i-j+1)
-	}
+	most := mostWithin(at, time.Second)
 	mean := 0.0
 	if span := time.Duration(at[len(at)-1] - at[0]); span > 0 {
 		mean = float64(len(at)-1) / span.Seconds()
@@ -281,6 +275,19 @@ func (b *bench) limitedPace(ctx context.Context, start time.Time) string {
 		failed = fmt.Sprintf("%d failed attempts", *ep.Health.Failures)
 	}
 	return fmt.Sprintf("%d requests, most %d in 1 s, mean %.1f/s, %s", len(at), most, mean, failed)
+}
+
+// mostWithin returns the most of the sorted times at (Unix nanoseconds)
+// that fall in any window of length w.
+func mostWithin(at []int64, w time.Duration) int {
+	most, j := 0, 0
+	for i := range at {
+		for at[i]-at[j] >= int64(w) {
+			j++
+		}
+		most = max(most, i-j+1)
+	}
+	return most
 }
 
 // noopFloor enqueues no-op tasks into a Redis database of their own, then
