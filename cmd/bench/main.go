@@ -336,6 +336,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	defer b.closeRedis()
 	b.cpu = b.cpuGroups(ctx)
+	if err := b.unsubscribe(ctx); err != nil {
+		return err
+	}
 
 	steps := []struct {
 		key string

@@ -24,16 +24,8 @@ func (b *bench) subscribe(ctx context.Context, limit int) (bool, error) {
 	if b.subscribed && b.subscribedLimit == limit {
 		return b.limitAccepted, nil
 	}
-	var old []struct {
-		ID string `json:"id"`
-	}
-	if err := b.call(ctx, "GET", "/v1/webhooks", nil, &old); err != nil {
+	if err := b.unsubscribe(ctx); err != nil {
 		return false, err
-	}
-	for _, ep := range old {
-		if err := b.call(ctx, "DELETE", "/v1/webhooks/"+ep.ID, nil, nil); err != nil {
-			return false, err
-		}
 	}
 	accepted := false
 	for i := range 2 {
@@ -66,6 +58,24 @@ func (b *bench) subscribe(ctx context.Context, limit int) (bool, error) {
 	}
 	b.subscribed, b.subscribedLimit, b.limitAccepted = true, limit, accepted
 	return accepted, nil
+}
+
+// unsubscribe deletes every webhook endpoint of the workspace: those of
+// an earlier run on the same servers point at receivers that are gone.
+func (b *bench) unsubscribe(ctx context.Context) error {
+	var old []struct {
+		ID string `json:"id"`
+	}
+	if err := b.call(ctx, "GET", "/v1/webhooks", nil, &old); err != nil {
+		return err
+	}
+	for _, ep := range old {
+		if err := b.call(ctx, "DELETE", "/v1/webhooks/"+ep.ID, nil, nil); err != nil {
+			return err
+		}
+	}
+	b.subscribed = false
+	return nil
 }
 
 // done reports whether everything a call owes reached the outside world,
