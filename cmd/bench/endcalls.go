@@ -18,7 +18,6 @@ type contestant struct {
 	rounds []loadResult
 	work   counters // summed over the rounds
 	cpu    cpuSnap  // summed over the rounds
-	ranOut bool
 }
 
 // medians returns the median over the rounds of the rate, p50 and p99.
@@ -52,8 +51,9 @@ func median[T int64 | float64 | time.Duration](xs []T) T {
 // post-call work of every end is processed while the ends run, on the same
 // cores. The floors' ends owe and enqueue the same tasks into the same
 // queues, so the worker does the same work behind all three. Each round
-// runs every contestant for -round-time with the same 32 keep-alive
-// clients (closed loop), in an order that rotates from round to round, so
+// runs every contestant for its share of -ends or -round-time, whichever
+// ends first, with the same 32 keep-alive clients (closed loop), in an
+// order that rotates from round to round, so
 // that the worker's backlog and whatever else runs on the machine weigh on
 // all alike. No webhook endpoint is subscribed yet.
 func (b *bench) endCalls(ctx context.Context) error {
@@ -93,17 +93,14 @@ func (b *bench) endCalls(ctx context.Context) error {
 	for round := range o.rounds {
 		for k := range all {
 			c := all[(k+round)%len(all)]
-			if c.next >= len(c.ids) {
-				c.ranOut = true
-				continue
-			}
 			c0, err := b.counters(ctx)
 			if err != nil {
 				mem.stop()
 				return err
 			}
 			cpu0 := b.cpu.snap()
-			r := closedLoop(ctx, c.ids[c.next:], o.conc, o.roundTime, c.end)
+			share := c.ids[c.next:min(len(c.ids), c.next+o.ends/o.rounds)]
+			r := closedLoop(ctx, share, o.conc, o.roundTime, c.end)
 			cpu1 := b.cpu.snap()
 			c1, err := b.counters(ctx)
 			if err != nil {
@@ -131,9 +128,6 @@ func (b *bench) endCalls(ctx context.Context) error {
 		}
 		logf("(a) %s, per end: %s", c.name, perEnd(counters{redis: map[string]int64{}}, c.work, ok))
 		logf("(a) %s: %s", c.name, cpuUse(cpuSnap{}, c.cpu))
-		if c.ranOut {
-			b.notes = append(b.notes, fmt.Sprintf("(a) %s ran out of seeded calls before its last round: raise -ends.", c.name))
-		}
 	}
 	if err := b.drain(ctx, "(a)"); err != nil {
 		return err
@@ -151,12 +145,12 @@ func (b *bench) endCalls(ctx context.Context) error {
 		row{label + ": p99 vs raw I/O floor", ms(s99), ms(r99), ratio(float64(s99), float64(r99)), "report"},
 		row{"(e) peak RSS of `endcall all` during (a)", mib(peak), "", "", "report"},
 	)
-	b.notes = append(b.notes, fmt.Sprintf("(a) %d rounds of %s per contestant after %d warm-up ends each, order rotating; "+
+	b.notes = append(b.notes, fmt.Sprintf("(a) %d rounds, each contestant %s ends or %s a round, after %d warm-up ends each, order rotating; "+
 		"`endcall all` (worker concurrency %d) processes the post-call work of all three as it comes. The naive server is a bare "+
 		"net/http handler in the bench process: decode {\"call_id\"}, one pgx transaction (UPDATE the call, INSERT its call.ended "+
 		"deliveries), the Twilio hangup POST through net/http to the same fake, the asynq enqueues (room:delete, call:analyze), "+
 		"a JSON answer; no auth, logging, metrics or batching. The raw I/O floor is the transaction and enqueues alone.",
-		o.rounds, o.roundTime, o.warm, o.workerConc))
+		o.rounds, num(float64(o.ends/o.rounds)), o.roundTime, o.warm, o.workerConc))
 	return nil
 }
 

@@ -89,7 +89,7 @@ const measures = "afbcghd"
 
 func main() {
 	var o options
-	flag.IntVar(&o.ends, "ends", 12000, "(a) calls seeded per contestant (endcall, naive server, raw floor); a round stops early when they run out")
+	flag.IntVar(&o.ends, "ends", 12000, "(a) ends per contestant (endcall, naive server, raw floor) over all rounds; a round stops at its share or at -round-time")
 	flag.IntVar(&o.warm, "warm", 500, "(a) ends each contestant makes before the rounds, to warm connections, statements and caches")
 	flag.IntVar(&o.rounds, "rounds", 3, "(a) rounds; each contestant runs once a round")
 	flag.DurationVar(&o.roundTime, "round-time", 4*time.Second, "(a) time each contestant runs in a round")
