@@ -31,8 +31,14 @@ type bench struct {
 	asynq     *asynq.Client
 	pprofAddr string
 	cpu       cpuGroups
-	// subscribed is set once the receiver's two endpoints are registered.
-	subscribed bool
+	// subscribed is set once the receiver's two endpoints are registered,
+	// the second with rate_limit subscribedLimit (accepted or not).
+	subscribed      bool
+	subscribedLimit int
+	limitAccepted   bool
+	endpoints       [2]string
+	// capacity is the rate of calls fully processed that (b) measured.
+	capacity float64
 }
 
 // correctness notes what the fakes saw: one hangup per call ended through
@@ -54,7 +60,7 @@ func (b *bench) correctness() {
 		"%d duplicate room deletions, %d duplicate webhook deliveries; signatures verified on %s deliveries, %d rejected; "+
 		"%d Twilio requests refused, %d LiveKit tokens refused.",
 		num(float64(len(ended))), twice, never, b.calls.dupRooms.Load(), b.calls.dupDeliveries.Load(),
-		num(float64(b.receiver.verified.Load())), b.receiver.rejected.Load(), b.twilio.refused.Load(), b.livekit.badTokens.Load()))
+		num(float64(b.receiver.verified.Load())), b.receiver.rejected.Load(), b.twilio.refused(), b.livekit.badTokens.Load()))
 }
 
 func numCPU() int       { return runtime.NumCPU() }
@@ -87,7 +93,7 @@ func (b *bench) closeRedis() {
 
 // seed creates n active calls in the bench workspace.
 func (b *bench) seed(ctx context.Context, n int) ([]string, error) {
-	return seedCalls(ctx, b.pool, b.calls, b.ws, b.phoneID, n)
+	return seedCalls(ctx, b.pool, b.calls, b.ws, b.phoneID, n, "")
 }
 
 // drain waits until the worker has nothing pending, running or scheduled
@@ -125,16 +131,17 @@ func (b *bench) drain(ctx context.Context, what string) error {
 
 // counters are the server-side work counters read around a measurement.
 type counters struct {
-	commits  int64
-	fsyncs   int64
-	redis    map[string]int64
-	redisAll int64
+	commits   int64
+	walSyncs  int64 // pg_stat_wal.wal_sync: WAL flushes to disk
+	walWrites int64 // pg_stat_wal.wal_write: WAL buffer writes
+	redis     map[string]int64
+	redisAll  int64
 }
 
 func (b *bench) counters(ctx context.Context) (counters, error) {
 	var c counters
-	if err := b.pool.QueryRow(ctx, `SELECT xact_commit, (SELECT wal_sync FROM pg_stat_wal)
-		FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.commits, &c.fsyncs); err != nil {
+	if err := b.pool.QueryRow(ctx, `SELECT xact_commit, (SELECT wal_sync FROM pg_stat_wal), (SELECT wal_write FROM pg_stat_wal)
+		FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.commits, &c.walSyncs, &c.walWrites); err != nil {
 		return c, err
 	}
 	info, err := b.rdb.Info(ctx, "commandstats").Result()
@@ -176,8 +183,8 @@ func perEnd(before, after counters, ends int) string {
 	for _, t := range top[:min(len(top), 6)] {
 		parts = append(parts, fmt.Sprintf("%s %.2f", t.k, float64(t.v)/n))
 	}
-	return fmt.Sprintf("Postgres commits %.2f, WAL fsyncs %.2f, Redis commands %.2f (%s)",
-		float64(after.commits-before.commits)/n, float64(after.fsyncs-before.fsyncs)/n,
+	return fmt.Sprintf("Postgres commits %.2f, WAL flushes %.2f (writes %.2f), Redis commands %.2f (%s)",
+		float64(after.commits-before.commits)/n, float64(after.walSyncs-before.walSyncs)/n, float64(after.walWrites-before.walWrites)/n,
 		float64(after.redisAll-before.redisAll)/n, strings.Join(parts, ", "))
 }
 

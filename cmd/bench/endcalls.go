@@ -3,130 +3,154 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/endcall/endcall/jobs"
 )
 
-const (
-	// warmEnds run on each side before (a) is measured: connections,
-	// prepared statements and caches are then warm on both.
-	warmEnds = 500
-	// slice is how long one side runs before the other takes over.
-	slice = 2 * time.Second
-)
-
-// side is one of the two contestants of (a), with what it measured so far.
-type side struct {
-	name string
-	ids  []string
-	next int
-	end  func(context.Context, string) error
-	res  loadResult
-	work counters // summed over the slices
-	cpu  cpuSnap  // summed over the slices
+// contestant is one side of (a), with what it measured so far.
+type contestant struct {
+	name   string
+	ids    []string
+	next   int
+	end    func(context.Context, string) error
+	rounds []loadResult
+	work   counters // summed over the rounds
+	cpu    cpuSnap  // summed over the rounds
 }
 
-// endCalls is (a): the end-call API beside its floor, and (e) during it.
+// medians returns the median over the rounds of the rate, p50 and p99.
+func (c *contestant) medians() (rate float64, p50, p99 time.Duration) {
+	var rates []float64
+	var p50s, p99s []time.Duration
+	for _, r := range c.rounds {
+		rates = append(rates, r.rate())
+		p50s = append(p50s, percentile(r.latencies, 50))
+		p99s = append(p99s, percentile(r.latencies, 99))
+	}
+	return median(rates), median(p50s), median(p99s)
+}
+
+func median[T int64 | float64 | time.Duration](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// endCalls is (a): POST /v1/calls/end beside the naive server floor and
+// the raw I/O floor, and (e) during it.
 //
 // `endcall all` runs throughout, worker included, as in production: the
-// post-call work of every end (room deletion, analysis) is processed while
-// the ends run, on the same two cores. The floor's ends owe and enqueue the
-// same tasks into the same queues, so the worker does the same work behind
-// both sides. The sides take turns in slices of 2 s (floor, API, API,
-// floor, ...) so that the worker's backlog, and whatever else runs on the
-// machine, weigh on both alike. No webhook endpoint is subscribed yet, so
-// each end owes two tasks.
+// post-call work of every end is processed while the ends run, on the same
+// cores. The floors' ends owe and enqueue the same tasks into the same
+// queues, so the worker does the same work behind all three. Each round
+// runs every contestant for its share of -ends or -round-time, whichever
+// ends first, with the same 32 keep-alive clients (closed loop), in an
+// order that rotates from round to round, so
+// that the worker's backlog and whatever else runs on the machine weigh on
+// all alike. No webhook endpoint is subscribed yet.
 func (b *bench) endCalls(ctx context.Context) error {
 	o := b.o
-	svcIDs, err := b.seed(ctx, warmEnds+o.ends)
-	if err != nil {
-		return err
+	var seeded [3][]string
+	for i := range seeded {
+		ids, err := b.seed(ctx, o.warm+o.ends)
+		if err != nil {
+			return err
+		}
+		seeded[i] = ids
 	}
-	floorIDs, err := b.seed(ctx, warmEnds+o.ends)
-	if err != nil {
-		return err
-	}
-	fl := &floor{pool: b.pool, client: b.asynq, tasks: &jobs.Enqueuer{Client: b.asynq, DeliverMaxRetry: 8}, workspaceID: b.ws}
+	fl := &naiveFloor{pool: b.pool, client: b.asynq, tasks: &jobs.Enqueuer{Client: b.asynq, DeliverMaxRetry: 8},
+		workspaceID: b.ws, twilio: newTwilioClient(), twilioURL: b.twilio.URL(), account: twilioAccount, token: twilioToken}
+	naiveSrv := startNaive(fl)
+	defer naiveSrv.Close()
+	naiveAPI := newAPIClient(naiveSrv.URL, "")
 
-	logf("(a) warming up: %d ends through the API, %d on the floor", warmEnds, warmEnds)
-	if r := closedLoop(ctx, svcIDs[:warmEnds], o.conc, o.endsLimit, b.api.end); r.failed > 0 {
-		return fmt.Errorf("warm-up: %d ends failed: %v", r.failed, r.firstErr)
-	}
-	if r := closedLoop(ctx, floorIDs[:warmEnds], o.conc, o.endsLimit, fl.end); r.failed > 0 {
-		return fmt.Errorf("floor warm-up: %d ends failed: %v", r.failed, r.firstErr)
+	svc := &contestant{name: "endcall", ids: seeded[0], end: b.api.end}
+	naive := &contestant{name: "naive server", ids: seeded[1], end: naiveAPI.end}
+	raw := &contestant{name: "raw I/O floor", ids: seeded[2], end: fl.raw}
+	all := []*contestant{svc, naive, raw}
+
+	for _, c := range all {
+		logf("(a) warming up %s: %d ends", c.name, o.warm)
+		if r := closedLoop(ctx, c.ids[:o.warm], o.conc, time.Minute, c.end); r.failed > 0 {
+			return fmt.Errorf("%s warm-up: %d ends failed: %v", c.name, r.failed, r.firstErr)
+		}
+		c.next = o.warm
 	}
 	if err := b.drain(ctx, "(a) warm-up"); err != nil {
 		return err
 	}
 
-	svc := &side{name: "endcall", ids: svcIDs[warmEnds:], end: b.api.end}
-	flo := &side{name: "floor", ids: floorIDs[warmEnds:], end: fl.end}
 	mem := watchMemory(b.proc.pid())
-	wait := b.profile(ctx, "a-end", 10)
-	for round := 0; ; round++ {
-		order := []*side{flo, svc}
-		if round%2 == 1 {
-			order = []*side{svc, flo}
-		}
-		ran := false
-		for _, s := range order {
-			if s.res.ok >= o.ends || s.res.elapsed >= o.endsLimit || s.next >= len(s.ids) {
-				continue
-			}
-			ran = true
+	wait := b.profile(ctx, "a-end", int(o.roundTime.Seconds())*o.rounds)
+	for round := range o.rounds {
+		for k := range all {
+			c := all[(k+round)%len(all)]
 			c0, err := b.counters(ctx)
 			if err != nil {
+				mem.stop()
 				return err
 			}
 			cpu0 := b.cpu.snap()
-			r := closedLoop(ctx, s.ids[s.next:], o.conc, min(slice, o.endsLimit-s.res.elapsed), s.end)
+			share := c.ids[c.next:min(len(c.ids), c.next+o.ends/o.rounds)]
+			r := closedLoop(ctx, share, o.conc, o.roundTime, c.end)
 			cpu1 := b.cpu.snap()
 			c1, err := b.counters(ctx)
 			if err != nil {
+				mem.stop()
 				return err
 			}
-			s.next += r.claimed
-			s.res.add(r)
-			s.work = addCounters(s.work, c0, c1)
-			s.cpu = addCPU(s.cpu, cpu0, cpu1)
+			c.next += r.claimed
+			c.rounds = append(c.rounds, r)
+			c.work = addCounters(c.work, c0, c1)
+			c.cpu = addCPU(c.cpu, cpu0, cpu1)
 			if r.failed > 0 {
 				mem.stop()
-				return fmt.Errorf("%s: %d ends failed: %v", s.name, r.failed, r.firstErr)
+				return fmt.Errorf("%s: %d ends failed: %v", c.name, r.failed, r.firstErr)
 			}
-		}
-		if !ran || ctx.Err() != nil {
-			break
+			logf("(a) round %d, %s: %d ends, %.0f/s, p99 %s", round+1, c.name, r.ok, r.rate(), ms(percentile(r.latencies, 99)))
 		}
 	}
 	peak := mem.stop()
 	wait()
 	b.saveAllocs(ctx, "a-end")
-	for _, s := range []*side{flo, svc} {
-		logf("(a) %s: %d ends in %s: %.0f/s, p50 %s, p99 %s", s.name, s.res.ok, s.res.elapsed.Round(time.Millisecond), s.res.rate(),
-			ms(percentile(s.res.latencies, 50)), ms(percentile(s.res.latencies, 99)))
-		logf("(a) %s, per end: %s", s.name, perEnd(counters{redis: map[string]int64{}}, s.work, s.res.ok))
-		logf("(a) %s: %s", s.name, cpuUse(cpuSnap{}, s.cpu))
+	for _, c := range all {
+		ok := 0
+		for _, r := range c.rounds {
+			ok += r.ok
+		}
+		logf("(a) %s, per end: %s", c.name, perEnd(counters{redis: map[string]int64{}}, c.work, ok))
+		logf("(a) %s: %s", c.name, cpuUse(cpuSnap{}, c.cpu))
 	}
 	if err := b.drain(ctx, "(a)"); err != nil {
 		return err
 	}
 
-	sr, fr := svc.res, flo.res
-	sp50, sp99 := percentile(sr.latencies, 50), percentile(sr.latencies, 99)
-	fp50, fp99 := percentile(fr.latencies, 50), percentile(fr.latencies, 99)
-	label := fmt.Sprintf("(a) end-call API, %d keep-alive clients", o.conc)
+	sr, s50, s99 := svc.medians()
+	nr, n50, n99 := naive.medians()
+	rr, _, r99 := raw.medians()
+	label := fmt.Sprintf("(a) end-call, %d keep-alive clients, median of %d rounds", o.conc, o.rounds)
 	b.rows = append(b.rows,
-		row{label + ": ends/s", num(sr.rate()), num(fr.rate()), ratio(sr.rate(), fr.rate()), "≥ 1.0× floor"},
-		row{label + ": p50", ms(sp50), ms(fp50), ratio(float64(sp50), float64(fp50)), ""},
-		row{label + ": p99", ms(sp99), ms(fp99), ratio(float64(sp99), float64(fp99)), "≤ 1.25× floor"},
+		row{label + ": ends/s vs naive server", num(sr), num(nr), ratio(sr, nr), "≥ 0.95× naive"},
+		row{label + ": p50 vs naive server", ms(s50), ms(n50), ratio(float64(s50), float64(n50)), "report"},
+		row{label + ": p99 vs naive server", ms(s99), ms(n99), ratio(float64(s99), float64(n99)), "≤ 1.25× naive"},
+		row{label + ": ends/s vs raw I/O floor (no HTTP, no Twilio)", num(sr), num(rr), ratio(sr, rr), "report"},
+		row{label + ": p99 vs raw I/O floor", ms(s99), ms(r99), ratio(float64(s99), float64(r99)), "report"},
 		row{"(e) peak RSS of `endcall all` during (a)", mib(peak), "", "", "report"},
 	)
-	b.notes = append(b.notes, fmt.Sprintf("(a) %s ends through the API and %s on the floor after %d warm-up ends each, in alternating 2 s slices; "+
-		"`endcall all` (worker running, concurrency %d) processes the post-call work of both sides as it comes. The floor is %d goroutines in "+
-		"the bench process running the service's UPDATE + delivery INSERT in a pgx transaction (begin, statement, commit), then one "+
-		"asynq enqueue per task (room:delete, call:analyze) with its ID — no HTTP, no row lock, no Twilio request.",
-		num(float64(sr.ok)), num(float64(fr.ok)), warmEnds, o.workerConc, o.conc))
+	b.notes = append(b.notes, fmt.Sprintf("(a) %d rounds, each contestant %s ends or %s a round, after %d warm-up ends each, order rotating; "+
+		"`endcall all` (worker concurrency %d) processes the post-call work of all three as it comes. The naive server is a bare "+
+		"net/http handler in the bench process: decode {\"call_id\"}, one pgx transaction (UPDATE the call, INSERT its call.ended "+
+		"deliveries), the Twilio hangup POST through net/http to the same fake, the asynq enqueues (room:delete, call:analyze), "+
+		"a JSON answer; no auth, logging, metrics or batching. The raw I/O floor is the transaction and enqueues alone.",
+		o.rounds, num(float64(o.ends/o.rounds)), o.roundTime, o.warm, o.workerConc))
 	return nil
 }
 
@@ -136,7 +160,8 @@ func addCounters(sum, c0, c1 counters) counters {
 		sum.redis = map[string]int64{}
 	}
 	sum.commits += c1.commits - c0.commits
-	sum.fsyncs += c1.fsyncs - c0.fsyncs
+	sum.walSyncs += c1.walSyncs - c0.walSyncs
+	sum.walWrites += c1.walWrites - c0.walWrites
 	sum.redisAll += c1.redisAll - c0.redisAll
 	for k, v := range c1.redis {
 		sum.redis[k] += v - c0.redis[k]

@@ -64,52 +64,6 @@ func (t *tracker) lookup(m map[string]*callRec, key string) *callRec {
 	return r
 }
 
-// fakeTwilio answers Twilio's UpdateCall (POST
-// /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json) at once with a 200
-// call resource, for one account, and counts hangups per call.
-type fakeTwilio struct {
-	account, token string
-	calls          *tracker
-	srv            *httptest.Server
-	requests       atomic.Int64
-	refused        atomic.Int64
-	conns          atomic.Int64
-}
-
-func newFakeTwilio(account, token string, calls *tracker) *fakeTwilio {
-	f := &fakeTwilio{account: account, token: token, calls: calls}
-	f.srv = newLocalServer(http.HandlerFunc(f.serve), &f.conns)
-	return f
-}
-
-func (f *fakeTwilio) serve(w http.ResponseWriter, r *http.Request) {
-	f.requests.Add(1)
-	prefix := "/2010-04-01/Accounts/" + f.account + "/Calls/"
-	sid, ok := strings.CutPrefix(r.URL.Path, prefix)
-	sid, ok2 := strings.CutSuffix(sid, ".json")
-	user, pass, authed := r.BasicAuth()
-	if r.Method != http.MethodPost || !ok || !ok2 || !authed || user != f.account || pass != f.token {
-		f.refused.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(w, `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`)
-		return
-	}
-	status := r.PostFormValue("Status")
-	if rec := f.calls.lookup(f.calls.bySID, sid); rec != nil {
-		rec.hangups.Add(1)
-	}
-	now := time.Now().UTC().Format(time.RFC1123Z)
-	body, _ := json.Marshal(map[string]any{
-		"sid": sid, "account_sid": f.account, "api_version": "2010-04-01", "status": status,
-		"direction": "outbound-api", "from": "+15550000000", "to": "+15551112222",
-		"date_created": now, "date_updated": now, "start_time": now, "end_time": now, "duration": "60",
-		"price": nil, "price_unit": "USD", "uri": prefix + sid + ".json",
-	})
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Write(body)
-}
-
 // fakeLiveKit answers RoomService.DeleteRoom, checking the access token of
 // every 20th request the way LiveKit does.
 type fakeLiveKit struct {
@@ -176,6 +130,9 @@ type receiver struct {
 	rejected atomic.Int64
 	bad      atomic.Int64
 	conns    atomic.Int64
+	// arrivals are the arrival times (Unix nanoseconds) of every request
+	// at each endpoint, for its pace.
+	arrivals [2][]int64
 }
 
 func newReceiver(calls *tracker) *receiver {
@@ -201,6 +158,9 @@ func (rc *receiver) setSecret(i int, secret string) error {
 
 func (rc *receiver) serve(w http.ResponseWriter, r *http.Request, endpoint int) {
 	at := time.Now().UnixNano()
+	rc.mu.Lock()
+	rc.arrivals[endpoint] = append(rc.arrivals[endpoint], at)
+	rc.mu.Unlock()
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
@@ -244,6 +204,19 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request, endpoint int) 
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// arrivalsSince returns the arrival times at an endpoint since t.
+func (rc *receiver) arrivalsSince(endpoint int, t time.Time) []int64 {
+	rc.mu.RLock()
+	defer rc.mu.RUnlock()
+	var out []int64
+	for _, at := range rc.arrivals[endpoint] {
+		if at >= t.UnixNano() {
+			out = append(out, at)
+		}
+	}
+	return out
 }
 
 // newLocalServer serves h on a free port of 127.0.0.1 and counts the

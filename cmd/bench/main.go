@@ -1,25 +1,34 @@
-// Command bench measures endcall against the floor of its own I/O and
-// prints one table (issue 6; `make bench` runs it).
+// Command bench measures endcall against floors of its own work and
+// prints one table (`make bench` runs it; docs/benchmarks.md explains each
+// measure and its target).
 //
-// It builds endcall, runs `endcall all` as a subprocess against the durable
-// Postgres and Redis named by DATABASE_URL and REDIS_URL (throwaway servers:
-// it migrates, seeds and writes freely), with Twilio, LiveKit and two
-// webhook receivers faked in this process on 127.0.0.1, and measures:
+// It builds endcall, runs `endcall all` as a subprocess against the
+// Postgres and Redis named by DATABASE_URL and REDIS_URL (throwaway
+// servers: it migrates, seeds and writes freely), with Twilio (the
+// repository's twiliotest), LiveKit, two webhook receivers and an LLM faked
+// in this process on 127.0.0.1, and measures:
 //
-//	(a) POST /v1/calls/end by 32 keep-alive clients, beside the floor: the
-//	    same UPDATE + owed-work INSERT, commit and asynq enqueues run
-//	    directly by 32 goroutines;
-//	(b) the post-call pipeline (room deleted, analysis stored, both events
-//	    at both endpoints) for a burst of ends, beside asynq's no-op task
-//	    rate;
-//	(c) freshness: end response to call.ended arrival at a steady rate;
+//	(a) POST /v1/calls/end by 32 keep-alive clients, alternating over 3
+//	    rounds with a naive server floor (a bare net/http handler doing the
+//	    same transaction, Twilio hangup and enqueues) and the raw I/O floor
+//	    (the transaction and enqueues alone, no HTTP);
+//	(f) a slow provider: hangups taking 3 s, 25 ends a second, while 4
+//	    clients read other routes;
+//	(b) the post-call pipeline per fully processed call: rate, Postgres
+//	    commits, WAL flushes, Redis commands and CPU of every process,
+//	    beside asynq's no-op task rate; one receiver rate-limited;
+//	(c) call.ended freshness at half the capacity (b) measured, and in an
+//	    overload at 1.5 times it;
+//	(g) a bulk end of 5,000 calls of one campaign, Twilio answering in
+//	    100 ms;
+//	(h) call.ended freshness while a slow LLM (2 s) analyses the calls;
 //	(d) GET /v1/calls/query and the overdue scan on 1M calls, with their
 //	    plans checked;
 //	(e) peak RSS of `endcall all` during (a) and (c).
 //
 // Every run is bounded in count and time; nothing but 127.0.0.1 is contacted.
 //
-//	DATABASE_URL=... REDIS_URL=... go run ./cmd/bench [-pprof DIR] [-cpuprofile FILE]
+//	DATABASE_URL=... REDIS_URL=... go run ./cmd/bench [-quick] [-only afbcghd] [-pprof DIR]
 package main
 
 import (
@@ -42,19 +51,31 @@ import (
 // options are the bench's flags.
 type options struct {
 	ends         int
-	endsLimit    time.Duration
+	warm         int
+	rounds       int
+	roundTime    time.Duration
 	conc         int
+	slowRate     int
+	slowFor      time.Duration
+	slowDelay    time.Duration
+	readers      int
 	pipeCalls    int
 	noopTasks    int
-	rate         int
-	freshFor     time.Duration
-	lowRate      int
-	lowFor       time.Duration
+	limitRate    int
+	capacity     float64
+	steadyFor    time.Duration
+	overFor      time.Duration
+	bulkCalls    int
+	bulkDelay    time.Duration
+	llmDelay     time.Duration
+	llmRate      int
+	llmFor       time.Duration
 	history      int
 	querySamples int
 	queryTime    time.Duration
 	workerConc   int
 	only         string
+	quick        bool
 	pprofDir     string
 	cpuProfile   string
 	out          string
@@ -63,22 +84,37 @@ type options struct {
 	telephony    string
 }
 
+// measures are the measurement keys -only accepts, in the order they run.
+const measures = "afbcghd"
+
 func main() {
 	var o options
-	flag.IntVar(&o.ends, "ends", 6000, "(a) ends per side (service, floor)")
-	flag.DurationVar(&o.endsLimit, "ends-limit", 20*time.Second, "(a) time limit per side")
-	flag.IntVar(&o.conc, "c", 32, "(a) concurrent clients / floor goroutines; (b) clients")
+	flag.IntVar(&o.ends, "ends", 12000, "(a) ends per contestant (endcall, naive server, raw floor) over all rounds; a round stops at its share or at -round-time")
+	flag.IntVar(&o.warm, "warm", 500, "(a) ends each contestant makes before the rounds, to warm connections, statements and caches")
+	flag.IntVar(&o.rounds, "rounds", 3, "(a) rounds; each contestant runs once a round")
+	flag.DurationVar(&o.roundTime, "round-time", 4*time.Second, "(a) time each contestant runs in a round")
+	flag.IntVar(&o.conc, "c", 32, "(a) concurrent keep-alive clients; (b) clients")
+	flag.IntVar(&o.slowRate, "slow-rate", 25, "(f) ends per second")
+	flag.DurationVar(&o.slowFor, "slow-for", 10*time.Second, "(f) duration of the ends")
+	flag.DurationVar(&o.slowDelay, "slow-delay", 3*time.Second, "(f) time the Twilio fake takes to answer a hangup")
+	flag.IntVar(&o.readers, "readers", 4, "(f) clients reading other routes")
 	flag.IntVar(&o.pipeCalls, "pipeline-calls", 2000, "(b) calls ended in the burst")
 	flag.IntVar(&o.noopTasks, "noop-tasks", 20000, "(b) no-op tasks of the floor")
-	flag.IntVar(&o.rate, "rate", 200, "(c) ends per second")
-	flag.DurationVar(&o.freshFor, "fresh-for", 30*time.Second, "(c) duration of the steady load")
-	flag.IntVar(&o.lowRate, "low-rate", 50, "(c) first, ends per second of a lighter load for comparison (0: none)")
-	flag.DurationVar(&o.lowFor, "low-for", 10*time.Second, "(c) duration of the lighter load")
+	flag.IntVar(&o.limitRate, "limit-rate", 10, "(b) rate_limit (requests a second) of the second endpoint; 0: none")
+	flag.Float64Var(&o.capacity, "capacity", 150, "(c) calls/s capacity to use when (b) did not run")
+	flag.DurationVar(&o.steadyFor, "steady-for", 20*time.Second, "(c) duration of the steady run at half the capacity")
+	flag.DurationVar(&o.overFor, "overload-for", 30*time.Second, "(c) duration of the overload at 1.5 times the capacity (0: none)")
+	flag.IntVar(&o.bulkCalls, "bulk-calls", 5000, "(g) calls of the campaign ended in bulk")
+	flag.DurationVar(&o.bulkDelay, "bulk-delay", 100*time.Millisecond, "(g) time the Twilio fake takes to answer a hangup")
+	flag.DurationVar(&o.llmDelay, "llm-delay", 2*time.Second, "(h) time the LLM fake takes to answer")
+	flag.IntVar(&o.llmRate, "llm-rate", 50, "(h) ends per second (50/s with a 2 s LLM offers 100 analyses in flight)")
+	flag.DurationVar(&o.llmFor, "llm-for", 10*time.Second, "(h) duration of the ends")
 	flag.IntVar(&o.history, "history", 1_000_000, "(d) calls in the queried workspace")
 	flag.IntVar(&o.querySamples, "query-samples", 100, "(d) requests per query")
 	flag.DurationVar(&o.queryTime, "query-time", 3*time.Second, "(d) time per query, after which it stops at 20 requests")
 	flag.IntVar(&o.workerConc, "worker-concurrency", 20, "WORKER_CONCURRENCY of endcall all, and of the no-op floor")
-	flag.StringVar(&o.only, "only", "abcd", "which measurements to run (e rides on a and c)")
+	flag.StringVar(&o.only, "only", measures, "which measurements to run, by letter (e rides on a and c)")
+	flag.BoolVar(&o.quick, "quick", false, "smaller counts and shorter runs (each measure in about a minute): for checking the harness, not for figures")
 	flag.StringVar(&o.pprofDir, "pprof", "", "build endcall with net/http/pprof (benchpprof tag) and save its CPU and allocation profiles of (a), (b) and (c) in this directory")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench process's own CPU profile to this file")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
@@ -89,11 +125,19 @@ func main() {
 	if o.telephony != "twilio" && o.telephony != "simulated" {
 		fatal(fmt.Errorf("-telephony %q: want twilio or simulated", o.telephony))
 	}
+	for _, r := range o.only {
+		if !strings.ContainsRune(measures, r) {
+			fatal(fmt.Errorf("-only %q: %q is not one of %s", o.only, r, measures))
+		}
+	}
+	if o.quick {
+		quick(&o)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// A hard bound on the whole run, whatever happens.
-	ctx, cancel := context.WithTimeout(ctx, 12*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -108,6 +152,32 @@ func main() {
 	if err := run(ctx, o, os.Stdout); err != nil {
 		pprof.StopCPUProfile()
 		fatal(err)
+	}
+}
+
+// quick shrinks the counts and durations the command line did not set.
+func quick(o *options) {
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	small := map[string]func(){
+		"ends":           func() { o.ends = 4000 },
+		"warm":           func() { o.warm = 200 },
+		"round-time":     func() { o.roundTime = 2 * time.Second },
+		"slow-for":       func() { o.slowFor = 4 * time.Second },
+		"pipeline-calls": func() { o.pipeCalls = 500 },
+		"noop-tasks":     func() { o.noopTasks = 5000 },
+		"steady-for":     func() { o.steadyFor = 5 * time.Second },
+		"overload-for":   func() { o.overFor = 10 * time.Second },
+		"bulk-calls":     func() { o.bulkCalls = 1000 },
+		"llm-for":        func() { o.llmFor = 4 * time.Second },
+		"history":        func() { o.history = 100_000 },
+		"query-samples":  func() { o.querySamples = 20 },
+		"query-time":     func() { o.queryTime = time.Second },
+	}
+	for name, f := range small {
+		if !set[name] {
+			f()
+		}
 	}
 }
 
@@ -148,6 +218,9 @@ type env struct {
 	livekit  *fakeLiveKit
 	receiver *receiver
 	proc     *process
+	procEnv  []string
+	addr     string
+	logPath  string
 	api      *apiClient
 	ws       string
 	key      string
@@ -196,7 +269,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	e.ws, e.key = created.WorkspaceID, created.APIKey
 
 	e.twilio = newFakeTwilio(twilioAccount, twilioToken, e.calls)
-	defer e.twilio.srv.Close()
+	defer e.twilio.close()
 	e.livekit = newFakeLiveKit(lkKey, lkSecret, e.calls)
 	defer e.livekit.srv.Close()
 	e.receiver = newReceiver(e.calls)
@@ -208,9 +281,11 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	procEnv := append(e.baseEnv(),
 		"HTTP_ADDR="+addr, "PUBLIC_BASE_URL=http://"+addr,
-		"TELEPHONY_MODE="+o.telephony, "TWILIO_API_BASE_URL="+e.twilio.srv.URL, "TWILIO_ACCOUNT_SID="+twilioAccount, "TWILIO_AUTH_TOKEN="+twilioToken,
+		"TELEPHONY_MODE="+o.telephony, "TWILIO_API_BASE_URL="+e.twilio.URL(), "TWILIO_ACCOUNT_SID="+twilioAccount, "TWILIO_AUTH_TOKEN="+twilioToken,
 		"LIVEKIT_URL="+e.livekit.srv.URL, "LIVEKIT_API_KEY="+lkKey, "LIVEKIT_API_SECRET="+lkSecret,
 		"WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "LOG_LEVEL="+logLevel(o.appLog),
+		// One workspace makes every request of the bench.
+		"RATE_LIMIT_PER_SECOND=0",
 		fmt.Sprintf("WORKER_CONCURRENCY=%d", o.workerConc))
 	var pprofAddr string
 	if o.pprofDir != "" {
@@ -224,6 +299,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if o.appLog != "" {
 		logPath = o.appLog
 	}
+	e.procEnv, e.addr, e.logPath = procEnv, addr, logPath
 	if e.proc, err = startProcess(ctx, e.bin, procEnv, addr, logPath); err != nil {
 		return err
 	}
@@ -260,11 +336,15 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	defer b.closeRedis()
 	b.cpu = b.cpuGroups(ctx)
+	if err := b.unsubscribe(ctx); err != nil {
+		return err
+	}
 
 	steps := []struct {
 		key string
 		fn  func(context.Context) error
-	}{{"a", b.endCalls}, {"b", b.pipeline}, {"c", b.freshness}, {"d", b.queries}}
+	}{{"a", b.endCalls}, {"f", b.slowProvider}, {"b", b.pipeline}, {"c", b.freshness},
+		{"g", b.bulkEnd}, {"h", b.analysisFreshness}, {"d", b.queries}}
 	for _, s := range steps {
 		if !strings.Contains(o.only, s.key) {
 			continue

@@ -83,8 +83,9 @@ type transcript struct {
 
 // seedCalls copies n active, in-progress calls of the workspace into the
 // database, each with a Twilio call SID, a LiveKit room and a transcript,
-// registers them with the tracker and returns their IDs.
-func seedCalls(ctx context.Context, pool *pgxpool.Pool, calls *tracker, workspaceID, phoneID string, n int) ([]string, error) {
+// registers them with the tracker and returns their IDs. A campaign, when
+// not empty, is their campaign_id.
+func seedCalls(ctx context.Context, pool *pgxpool.Pool, calls *tracker, workspaceID, phoneID string, n int, campaign string) ([]string, error) {
 	ws, err := parseUUID(workspaceID)
 	if err != nil {
 		return nil, err
@@ -95,6 +96,10 @@ func seedCalls(ctx context.Context, pool *pgxpool.Pool, calls *tracker, workspac
 	}
 	now := time.Now()
 	started := now.Add(-90 * time.Second)
+	var campaignID any
+	if campaign != "" {
+		campaignID = campaign
+	}
 	ids := make([]string, n)
 	rows := make([][]any, n)
 	for i := range n {
@@ -105,11 +110,12 @@ func seedCalls(ctx context.Context, pool *pgxpool.Pool, calls *tracker, workspac
 		tr := transcripts[i%len(transcripts)]
 		calls.add(text, sid, room)
 		rows[i] = []any{id, ws, phone, sid, "twilio", "+15550000000", fmt.Sprintf("+1555%07d", i%10000000),
-			"outbound", "in-progress", room, tr.object, tr.text, started, now, now}
+			"outbound", "in-progress", room, tr.object, tr.text, started, now, now, campaignID}
 	}
 	_, err = pool.CopyFrom(ctx, pgx.Identifier{"calls"},
 		[]string{"id", "workspace_id", "phone_number_id", "call_sid", "call_provider", "call_from", "call_to",
-			"call_direction", "call_status", "room_name", "transcript_object", "transcript", "started_at", "created_at", "updated_at"},
+			"call_direction", "call_status", "room_name", "transcript_object", "transcript", "started_at", "created_at", "updated_at",
+			"campaign_id"},
 		pgx.CopyFromRows(rows))
 	if err != nil {
 		return nil, fmt.Errorf("seeding calls: %w", err)

@@ -3,19 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/endcall/endcall"
-	"github.com/endcall/endcall/jobs"
 )
 
 // loadResult is what a closed-loop run of ends measured.
@@ -148,67 +141,5 @@ func (c *apiClient) end(ctx context.Context, id string) error {
 	c.mu.Lock()
 	c.ended = append(c.ended, id)
 	c.mu.Unlock()
-	return nil
-}
-
-// floorEndSQL is the service's end statement (postgres.endCallsSQL) in its
-// plain form for one call: the floor pays for no unnest or batching.
-const floorEndSQL = `
-WITH ended AS (
-	UPDATE calls SET ended_at = $3, updated_at = $3, disconnect_reason = $4, call_status = $5,
-		provider_hangup_status = $6, call_duration = $7, room_status = $8, analysis_status = 'pending'
-	WHERE id = $1
-	RETURNING id
-), deliveries AS (
-	INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
-	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $9, $3, $3, $3
-	FROM webhook_endpoints e
-	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
-	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
-	RETURNING id
-)
-SELECT ARRAY(SELECT id FROM deliveries) FROM ended`
-
-// floor is the bare end: one transaction that updates the call and records
-// its owed work, commit, then one asynq enqueue per task, one after the
-// other, with the tasks' deterministic IDs. No HTTP, no row lock taken
-// before the update, no provider request.
-type floor struct {
-	pool        *pgxpool.Pool
-	client      *asynq.Client
-	tasks       *jobs.Enqueuer
-	workspaceID string
-}
-
-func (f *floor) end(ctx context.Context, id string) error {
-	tx, err := f.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	// The seeded calls started 90 s before and have a room; no endpoint is
-	// subscribed during (a), so there is no body.
-	var deliveries []string
-	err = tx.QueryRow(ctx, floorEndSQL, id, f.workspaceID, time.Now().UTC().Truncate(time.Microsecond), endcall.ReasonAPIDefault,
-		endcall.StatusCompleted, endcall.HangupSucceeded, 90, endcall.RoomPending, []byte(nil)).Scan(&deliveries)
-	if err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	work := []endcall.Work{{Kind: endcall.WorkRoomDelete, CallID: id}, {Kind: endcall.WorkAnalyze, CallID: id}}
-	for _, d := range deliveries {
-		work = append(work, endcall.Work{Kind: endcall.WorkDeliver, CallID: id, DeliveryID: d})
-	}
-	for _, w := range work {
-		task, err := f.tasks.Task(w)
-		if err != nil {
-			return err
-		}
-		if _, err := f.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return err
-		}
-	}
 	return nil
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// analysisFreshness is (h): endcall restarted with its LLM analyzer pointed
+// at a fake that answers in -llm-delay, ends at -llm-rate a second (50/s
+// with a 2 s answer offers 100 analyses in flight), and call.ended
+// freshness at both endpoints: a slow analysis must not hold up webhooks.
+func (b *bench) analysisFreshness(ctx context.Context) error {
+	o := b.o
+	llm := newFakeLLM(o.llmDelay)
+	defer llm.srv.Close()
+	offered := float64(o.llmRate) * o.llmDelay.Seconds()
+	label := fmt.Sprintf("(h) freshness with the LLM answering in %s, %d ends/s for %s (%.0f analyses offered in flight): end response → call.ended received",
+		o.llmDelay, o.llmRate, o.llmFor, offered)
+	if err := b.restart(ctx, "ANALYSIS_LLM_BASE_URL="+llm.srv.URL+"/v1", "ANALYSIS_LLM_API_KEY=bench", "ANALYSIS_LLM_MODEL=bench-model"); err != nil {
+		logf("(h) endcall does not start with an LLM analyzer: %v", err)
+		b.rows = append(b.rows, row{label + ", p50 / p99", "n/a (LLM analysis not configurable)", "", "", "p99 ≤ 500 ms"})
+		return b.restart(ctx)
+	}
+	if _, err := b.subscribe(ctx, 0); err != nil {
+		return err
+	}
+	ids, err := b.seed(ctx, max(1, int(float64(o.llmRate)*o.llmFor.Seconds())))
+	if err != nil {
+		return err
+	}
+	if err := b.drain(ctx, "(h) start"); err != nil {
+		return err
+	}
+	endLat, achieved, err := b.openLoop(ctx, ids, o.llmRate)
+	if err != nil {
+		return err
+	}
+	t1 := time.Now()
+	fresh, missing := b.endedFreshness(ctx, ids, time.Minute)
+	p50, p99 := percentile(fresh, 50), percentile(fresh, 99)
+	logf("(h) %d ends at %.0f/s (end p99 %s); call.ended %d/%d: p50 %s, p99 %s; LLM: %d requests, most %d at once, %d refused",
+		len(endLat), achieved, ms(percentile(endLat, 99)), len(fresh), len(fresh)+missing, ms(p50), ms(p99),
+		llm.requests.Load(), llm.most.Load(), llm.bad.Load())
+	// Every analysis, then its call.analyzed, within the drain's bound.
+	if err := b.drain(ctx, "(h)"); err != nil {
+		return err
+	}
+	caughtUp := time.Since(t1)
+	var llmDone int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM calls WHERE id = ANY ($1::uuid[]) AND analysis->>'analyzer' = 'llm'`, ids).Scan(&llmDone); err != nil {
+		return err
+	}
+	value := ms(p50) + " / " + ms(p99)
+	if llm.requests.Load() == 0 {
+		value += " (n/a: the LLM fake received no request)"
+	}
+	b.rows = append(b.rows,
+		row{label + ", p50 / p99", value, "", "", "p99 ≤ 500 ms"},
+		row{"(h) LLM requests answered at once (most); analyses stored by the LLM; all caught up after the last end",
+			fmt.Sprintf("%d; %d of %d; %s", llm.most.Load(), llmDone, len(ids), ms(caughtUp)), "", "", "report"},
+	)
+	b.notes = append(b.notes, fmt.Sprintf("(h) %d ends sent at %.0f/s, answered in p99 %s; %d call.ended deliveries measured%s.",
+		len(endLat), achieved, ms(percentile(endLat, 99)), len(fresh), missingNote(missing)))
+	return nil
+}
+
+// restart stops `endcall all` and starts it again on the same address,
+// with extra environment variables.
+func (b *bench) restart(ctx context.Context, extra ...string) error {
+	if b.proc != nil {
+		b.proc.stop()
+		b.proc = nil
+	}
+	env := append(slices.Clone(b.procEnv), extra...)
+	p, err := startProcess(ctx, b.bin, env, b.addr, b.logPath)
+	if err != nil {
+		return err
+	}
+	b.proc = p
+	b.cpu.endcall = p.pid()
+	return nil
+}
