@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +27,7 @@ import (
 	"github.com/endcall/endcall/internal/testenv"
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/postgres"
+	"github.com/endcall/endcall/twilio/twiliotest"
 	"github.com/endcall/endcall/worker"
 )
 
@@ -525,4 +529,114 @@ func (r racingStore) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Tim
 	work, err := r.Store.OwedWork(ctx, cutoff, hangupCutoff, limit)
 	r.after()
 	return work, err
+}
+
+// TestKilledBetweenRecordAndHangupStillHangsUp kills the API process after
+// it has recorded an end and while its hangup request is on the way (the
+// request dies with it and never reaches Twilio). A worker started later
+// finds the hangup still owed and makes it, exactly once.
+func TestKilledBetweenRecordAndHangupStillHangsUp(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("waits for the owed hangup to age past PROVIDER_TIMEOUT (about 15 s); skipped with -short")
+	}
+	bin := buildEndcall(t)
+	dbURL, redisURL := testenv.DatabaseURL(t), testenv.Redis(t)
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store := postgres.NewStore(pool, nil)
+	ctx := context.Background()
+	ws, key, err := store.CreateAPIKey(ctx, "killed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := twiliotest.New(t)
+	account, token := fake.NewAccount()
+	phone, err := store.CreatePhoneNumber(ctx, ws, "+15550001111", "twilio", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := fake.NewCall(account, endcall.StatusInProgress)
+	now := time.Now()
+	c, err := store.CreateCall(ctx, &endcall.Call{WorkspaceID: ws, PhoneNumberID: &phone.ID, CallSID: &sid, CallProvider: "twilio",
+		CallFrom: "+15550001111", CallTo: "+15550002222", CallDirection: "outbound", CallStatus: endcall.StatusInProgress,
+		StartedAt: &now, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The first request to Twilio is swallowed: the process is killed while
+	// it waits, and the fake never sees it. Later ones reach the fake.
+	arrived, stop := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		swallowed := false
+		first.Do(func() { swallowed = true; close(arrived) })
+		if swallowed {
+			select {
+			case <-r.Context().Done():
+			case <-stop:
+			}
+			return
+		}
+		httputil.NewSingleHostReverseProxy(mustParse(t, fake.URL())).ServeHTTP(w, r)
+	}))
+	defer gate.Close()
+	defer gate.CloseClientConnections()
+	defer close(stop)
+	port := testenv.FreePort(t)
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "TWILIO_API_BASE_URL="+gate.URL,
+		"TWILIO_ACCOUNT_SID="+account, "TWILIO_AUTH_TOKEN="+token, "PROVIDER_TIMEOUT=2s",
+		"RECOVERY_SWEEP_INTERVAL=1s", "LOG_LEVEL=warn", fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", port))
+	api := startProcess(t, bin, env, "serve")
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitFor(t, 20*time.Second, "the API to be ready", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/calls/end", strings.NewReader(`{"call_id":"`+c.ID+`"}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the hangup never left the API process")
+	}
+	if err := api.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	api.Wait()
+	got, err := store.GetCall(ctx, ws, c.ID)
+	if err != nil || got.EndedAt == nil || *got.ProviderHangupStatus != endcall.HangupPending {
+		t.Fatalf("after the kill: %+v, %v; want ended with the hangup pending", got, err)
+	}
+
+	startProcess(t, bin, env, "worker")
+	waitFor(t, 60*time.Second, "the owed hangup", func() bool {
+		got, err := store.GetCall(ctx, ws, c.ID)
+		return err == nil && *got.ProviderHangupStatus == endcall.HangupSucceeded
+	})
+	if n := fake.HangupCount(sid); n != 1 {
+		t.Fatalf("Twilio saw %d hangups, want exactly 1", n)
+	}
+}
+
+func mustParse(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
