@@ -141,7 +141,7 @@ type Server struct {
 	accounts     map[string]string // sid -> token
 	calls        map[string]*Call
 	numbers      map[string][]IncomingNumber // account SID -> its numbers
-	failures     map[string][]Error // key: call SID, "" = any request
+	failures     map[string][]Error          // key: call SID, "" = any request
 	delays       map[string]time.Duration
 	onUpdate     func(Request) *Error
 	allowUnknown bool
