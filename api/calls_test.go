@@ -180,6 +180,7 @@ func TestPhoneNumbers(t *testing.T) {
 	if len(sealed) < 28 {
 		t.Errorf("sealed token: got %d bytes", len(sealed))
 	}
+	b.twilio.AddNumber(b.platformSID, "+15550400000")
 	b.do("POST", "/v1/phone-numbers", "", map[string]any{"number": "+15550400000", "provider": "twilio"}).want(t, 409, "conflict")
 
 	before := b.snapshot()

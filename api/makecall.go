@@ -21,7 +21,17 @@ type Dialer interface {
 var (
 	_ Dialer = (*twilio.Client)(nil)
 	_ Dialer = twilio.Simulated{}
+
+	_ NumberLookup = (*twilio.Client)(nil)
 )
+
+// NumberLookup checks with the provider that an account holds a number
+// before the number is stored: twilio.Client under TELEPHONY_MODE=twilio.
+type NumberLookup interface {
+	// LookupNumber returns EINVALID when the credentials are refused or the
+	// account does not hold number, EUNAVAILABLE when it cannot tell.
+	LookupNumber(ctx context.Context, creds *endcall.ProviderCredentials, number string) error
+}
 
 // TwilioConfig is what make-call and the status callback take from the
 // environment (CONTRACT 2).
@@ -31,6 +41,9 @@ type TwilioConfig struct {
 	// Simulated is TELEPHONY_MODE=simulated: calls are placed without a
 	// TwiML URL or platform account.
 	Simulated bool
+	// Numbers checks new phone numbers with the provider; nil (simulated
+	// telephony) stores them unchecked.
+	Numbers NumberLookup
 	// VoiceURL is TWILIO_VOICE_URL, the TwiML that connects a call.
 	VoiceURL string
 	// PublicBaseURL is PUBLIC_BASE_URL without a trailing slash: the status

@@ -22,6 +22,14 @@ func (s *Server) handleCreatePhoneNumber(w http.ResponseWriter, r *http.Request)
 		s.fail(w, r, err)
 		return
 	}
+	// The account the number will be used with must hold it; the lookup
+	// runs before the store is touched, so no connection waits on Twilio.
+	if s.twilio.Numbers != nil {
+		if err := s.twilio.Numbers.LookupNumber(r.Context(), creds, number); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	p, err := s.store.CreatePhoneNumber(r.Context(), workspaceFrom(r.Context()), number, provider, creds)
 	if err != nil {
 		s.fail(w, r, err)

@@ -104,7 +104,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		Store: apiStore, Webhooks: apiStore, Redeliver: enq, AllowPrivateWebhooks: o.allowPrivate,
 		Calls: svc, Log: log, LegacyEmptyErrors: o.legacy,
 		JWT: api.JWTConfig{Secret: o.jwtSecret},
-		Twilio: api.TwilioConfig{Dialer: b.tel, VoiceURL: testVoiceURL, PublicBaseURL: testPublicURL,
+		Twilio: api.TwilioConfig{Dialer: b.tel, Numbers: b.tel, VoiceURL: testVoiceURL, PublicBaseURL: testPublicURL,
 			AccountSID: b.platformSID, AuthToken: b.platformToken, MaxCallDuration: time.Hour},
 	}
 	if o.deps != nil {
@@ -204,7 +204,7 @@ func (r response) want(t *testing.T, status int, code string) {
 }
 
 // phone registers a number; with byot it carries its own Twilio account,
-// which the fake knows.
+// which the fake knows. The fake's account holds the number.
 func (b *bundle) phone(number string, byot bool) (id, accountSID string) {
 	b.t.Helper()
 	body := map[string]any{"number": number, "provider": "twilio"}
@@ -214,6 +214,7 @@ func (b *bundle) phone(number string, byot bool) (id, accountSID string) {
 		accountSID, token = b.twilio.NewAccount()
 		body["twilio_account_sid"], body["twilio_auth_token"] = accountSID, token
 	}
+	b.twilio.AddNumber(accountSID, number)
 	r := b.do("POST", "/v1/phone-numbers", "", body)
 	r.want(b.t, 201, "")
 	var p endcall.PhoneNumber

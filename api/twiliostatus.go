@@ -48,17 +48,42 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 		callbackURL += "?" + r.URL.RawQuery
 	}
 	params, single := formParams(form)
-	tokens, err := s.accountTokens(r, account)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if !single || signature == "" || !anyValidates(tokens, callbackURL, params, signature) {
+	if !single || signature == "" {
 		s.fail(w, r, errBadSignature)
 		return
 	}
 
+	// A callback signed for the call's own account, with the credentials the
+	// call was placed with, reaches the call; that holds for calls of
+	// deleted numbers too. Any other callback must still be signed by a live
+	// credential of its account, and changes nothing.
 	sid, status := form.Get("CallSid"), strings.ToLower(form.Get("CallStatus"))
+	var c *endcall.Call
+	if sid != "" && storable(sid) {
+		var creds *endcall.ProviderCredentials
+		c, creds, err = s.store.CallByProviderSID(ctx, "twilio", sid)
+		if endcall.ErrorCode(err) == endcall.ENOTFOUND {
+			c = nil
+		} else if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if c != nil && !s.signedByOwner(creds, account, callbackURL, params, signature) {
+			c = nil
+		}
+	}
+	if c == nil {
+		tokens, err := s.accountTokens(r, account)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !anyValidates(tokens, callbackURL, params, signature) {
+			s.fail(w, r, errBadSignature)
+			return
+		}
+	}
+
 	if sid == "" || status == "" {
 		s.fail(w, r, invalid("CallSid and CallStatus are required."))
 		return
@@ -66,22 +91,7 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, invalid("CallSid must be UTF-8 text without NUL characters."))
 		return
 	}
-	c, creds, err := s.store.CallByProviderSID(ctx, "twilio", sid)
-	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
-		s.success(w, http.StatusOK, "No call with this CallSid; nothing changed", statusAck{})
-		return
-	} else if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	// The signature must also hold for the account the call was placed
-	// with: another workspace registering the same account SID with a
-	// token of its own must not reach this call.
-	ownerSID, ownerToken := s.twilio.AccountSID, s.twilio.AuthToken
-	if creds != nil {
-		ownerSID, ownerToken = creds.AccountSID, creds.AuthToken
-	}
-	if ownerSID != account || !twilio.ValidateSignature(ownerToken, callbackURL, params, signature) {
+	if c == nil {
 		s.success(w, http.StatusOK, "No call with this CallSid; nothing changed", statusAck{})
 		return
 	}
@@ -121,18 +131,34 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 	s.success(w, http.StatusOK, msg, ack)
 }
 
-// accountTokens returns the auth tokens a callback from account may be
-// signed with: the platform's for the platform account, else those stored
-// for it as BYOT credentials.
+// signedByOwner reports whether a callback from account is signed for the
+// account a call was placed with: creds, or the platform's when nil.
+// Another workspace registering the same account SID with a token of its
+// own must not reach the call.
+func (s *Server) signedByOwner(creds *endcall.ProviderCredentials, account, url string, params map[string]string, signature string) bool {
+	ownerSID, ownerToken := s.twilio.AccountSID, s.twilio.AuthToken
+	if creds != nil {
+		ownerSID, ownerToken = creds.AccountSID, creds.AuthToken
+	}
+	return ownerSID != "" && ownerSID == account && twilio.ValidateSignature(ownerToken, url, params, signature)
+}
+
+// accountTokens returns every live auth token a callback from account may
+// be signed with: those of the account's live BYOT numbers, and the
+// platform's for the platform account.
 func (s *Server) accountTokens(r *http.Request, account string) ([]string, error) {
-	switch {
-	case account == "" || !storable(account):
+	if account == "" || !storable(account) {
 		// A missing SID, or one that Postgres text cannot hold, names no account.
 		return nil, nil
-	case account == s.twilio.AccountSID:
-		return []string{s.twilio.AuthToken}, nil
 	}
-	return s.store.TwilioAuthTokens(r.Context(), account)
+	tokens, err := s.store.TwilioAuthTokens(r.Context(), account)
+	if err != nil {
+		return nil, err
+	}
+	if account == s.twilio.AccountSID && s.twilio.AuthToken != "" {
+		tokens = append(tokens, s.twilio.AuthToken)
+	}
+	return tokens, nil
 }
 
 func anyValidates(tokens []string, url string, params map[string]string, signature string) bool {

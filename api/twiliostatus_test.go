@@ -269,12 +269,18 @@ func TestTwilioStatusStaysWithinTheCallsAccount(t *testing.T) {
 	// its own choosing: its signatures validate for that account, but must
 	// not reach the victim's calls.
 	ctx := context.Background()
-	_, otherKey, err := b.store.CreateAPIKey(ctx, "attacker-"+t.Name())
+	attacker, otherKey, err := b.store.CreateAPIKey(ctx, "attacker-"+t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Twilio refuses the made-up token, so the API does too; the number is
+	// stored behind its back, as simulated telephony would.
 	b.do("POST", "/v1/phone-numbers", otherKey, map[string]any{"number": "+15550439999", "provider": "twilio",
-		"twilio_account_sid": byotAccount, "twilio_auth_token": "attacker-chosen-token-0123456789"}).want(t, 201, "")
+		"twilio_account_sid": byotAccount, "twilio_auth_token": "attacker-chosen-token-0123456789"}).want(t, 400, "invalid_request")
+	if _, err := b.store.CreatePhoneNumber(ctx, attacker, "+15550439999", "twilio",
+		&endcall.ProviderCredentials{AccountSID: byotAccount, AuthToken: "attacker-chosen-token-0123456789"}); err != nil {
+		t.Fatal(err)
+	}
 	before := b.snapshot()
 	r, a := b.callback(byotAccount, "attacker-chosen-token-0123456789", deref(victim.CallSID), "completed")
 	r.want(t, 200, "")
@@ -303,6 +309,7 @@ func TestTwilioStatusBYOTAccount(t *testing.T) {
 	b := setup(t)
 	// The fake knows the BYOT token; register it through the API as a user would.
 	account, token := b.twilio.NewAccount()
+	b.twilio.AddNumber(account, "+15550440000")
 	b.do("POST", "/v1/phone-numbers", "", map[string]any{"number": "+15550440000", "provider": "twilio",
 		"twilio_account_sid": account, "twilio_auth_token": token}).want(t, 201, "")
 	c := b.activeCall("+15550440000", account, "ringing", nil)

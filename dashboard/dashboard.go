@@ -3,7 +3,11 @@ package dashboard
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"math"
 	"net/http"
+	"net/url"
+	"strconv"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
@@ -24,6 +28,12 @@ type Config struct {
 	Password string
 	// ReadOnly is DASHBOARD_READ_ONLY: Asynqmon refuses every change.
 	ReadOnly bool
+	// PublicBaseURL is PUBLIC_BASE_URL: an origin whose pages may change
+	// things, and the scheme of requests for its host that arrive through
+	// a proxy ending TLS. Optional.
+	PublicBaseURL string
+	// Now is the clock of the failed-login limiter; nil means time.Now.
+	Now func() time.Time
 }
 
 // Handler is Asynqmon behind HTTP Basic auth. Close it on shutdown to
@@ -32,6 +42,8 @@ type Handler struct {
 	mon      *asynqmon.HTTPHandler // nil when the dashboard is off
 	user     [sha256.Size]byte
 	password [sha256.Size]byte
+	public   *url.URL
+	logins   *loginLimiter
 }
 
 // New builds the dashboard. It connects to Redis only when enabled.
@@ -41,6 +53,14 @@ func New(cfg Config) *Handler {
 		return h
 	}
 	h.user, h.password = sha256.Sum256([]byte(cfg.Username)), sha256.Sum256([]byte(cfg.Password))
+	if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Host != "" {
+		h.public = u
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	h.logins = newLoginLimiter(now)
 	h.mon = asynqmon.New(asynqmon.Options{
 		RootPath:     Path[:len(Path)-1],
 		RedisConnOpt: cfg.Redis,
@@ -52,16 +72,33 @@ func New(cfg Config) *Handler {
 // Enabled reports whether credentials were configured.
 func (h *Handler) Enabled() bool { return h.mon != nil }
 
-// ServeHTTP answers 404 when the dashboard is off, 401 without the right
-// credentials, and otherwise hands the request to Asynqmon.
+// ServeHTTP answers 404 when the dashboard is off, 429 to an address that
+// has failed to log in too often, 401 without the right credentials, 403 to
+// a change that does not come from the dashboard's own origin, and
+// otherwise hands the request to Asynqmon.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.mon == nil {
 		http.NotFound(w, r)
 		return
 	}
+	addr := clientAddress(r)
+	if wait := h.logins.wait(addr); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		http.Error(w, "Too many failed logins; try again later.", http.StatusTooManyRequests)
+		return
+	}
 	if !h.authorized(r) {
+		// A browser's first visit carries no credentials: only wrong ones
+		// count as a failed login.
+		if _, _, given := r.BasicAuth(); given {
+			h.logins.fail(addr)
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="endcall monitoring", charset="UTF-8"`)
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if !safeMethod(r.Method) && !sameOrigin(r, h.public) {
+		http.Error(w, "Changes must come from the dashboard's own pages.", http.StatusForbidden)
 		return
 	}
 	// Operators' data is live: never let a proxy or the browser cache it.

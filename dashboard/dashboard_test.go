@@ -48,11 +48,16 @@ func setup(t *testing.T, readOnly bool) (base string, redisOpt asynq.RedisConnOp
 	return srv.URL, redisOpt
 }
 
-func request(t *testing.T, method, url, user, password string) (*http.Response, []byte) {
+// request sends a request with Basic credentials, when given, and header
+// names and values.
+func request(t *testing.T, method, url, user, password string, header ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	if user != "" || password != "" {
 		req.SetBasicAuth(user, password)
@@ -147,7 +152,7 @@ func TestReadOnly(t *testing.T) {
 		want     int
 	}{{true, http.StatusMethodNotAllowed}, {false, http.StatusNoContent}} {
 		base, redisOpt := setup(t, tc.readOnly)
-		res, body := request(t, "POST", base+"/monitoring/api/queues/default:pause", user, password)
+		res, body := request(t, "POST", base+"/monitoring/api/queues/default:pause", user, password, "Origin", base)
 		if res.StatusCode != tc.want {
 			t.Errorf("read-only %v: pause got %d %s, want %d", tc.readOnly, res.StatusCode, body, tc.want)
 		}

@@ -14,8 +14,8 @@ import (
 // RoomStore is the persistence room:delete needs.
 type RoomStore interface {
 	// Room returns the call's room name and room status (nil when unset),
-	// or ENOTFOUND.
-	Room(ctx context.Context, callID string) (name, status *string, err error)
+	// whether another active call still holds the room, or ENOTFOUND.
+	Room(ctx context.Context, callID string) (name, status *string, shared bool, err error)
 	SetRoomStatus(ctx context.Context, callID, status string) error
 }
 
@@ -32,7 +32,9 @@ type RoomHandler struct {
 }
 
 // ProcessTask deletes the call's room and records room_status. A settled
-// room status makes a re-run a no-op.
+// room status makes a re-run a no-op. A room another active call still
+// holds is left alone and recorded skipped: deleting it would cut that call
+// off.
 func (h *RoomHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := decodeCallPayload(t)
 	if err != nil {
@@ -40,7 +42,7 @@ func (h *RoomHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	// Only the room's two columns: the whole call (its transcript) is not
 	// needed here.
-	room, status, err := h.Store.Room(ctx, p.CallID)
+	room, status, shared, err := h.Store.Room(ctx, p.CallID)
 	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
 		return fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
 	} else if err != nil {
@@ -49,7 +51,7 @@ func (h *RoomHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if status == nil || *status != endcall.RoomPending {
 		return nil
 	}
-	if h.Rooms == nil || room == nil || *room == "" {
+	if h.Rooms == nil || room == nil || *room == "" || shared {
 		return h.Store.SetRoomStatus(ctx, p.CallID, endcall.RoomSkipped)
 	}
 	err = h.Rooms.DeleteRoom(ctx, *room)

@@ -29,6 +29,9 @@ func (s *Store) CreateCall(ctx context.Context, c *endcall.Call) (*endcall.Call,
 		transcriptObject, nullJSON(c.Metadata), nullJSON(c.AgentDynamicVariables), c.Notes, c.MaxDurationSeconds,
 		c.StartedAt, c.CreatedAt)
 	created, err := scanCall(row)
+	if violates(err, "calls_room_one_workspace") {
+		return nil, roomTaken(c.RoomName)
+	}
 	if isUniqueViolation(err) {
 		return nil, endcall.Errorf(endcall.ECONFLICT, "A call with call_sid %q already exists.", deref(c.CallSID))
 	}
@@ -116,6 +119,9 @@ func (s *Store) PatchCall(ctx context.Context, workspaceID, callID string, p end
 		}
 		row = tx.QueryRow(ctx, `UPDATE calls c SET `+strings.Join(sets, ", ")+` WHERE c.id = $1 RETURNING `+callColumns, args...)
 		out, err = scanCall(row)
+		if violates(err, "calls_room_one_workspace") {
+			return roomTaken(p.RoomName.Value)
+		}
 		return err
 	})
 	if err != nil {

@@ -115,3 +115,15 @@ func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
+
+// violates reports whether err is a unique or exclusion violation of the
+// named constraint or index.
+func violates(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "23P01") && pgErr.ConstraintName == constraint
+}
+
+// roomTaken is a room_name that an active call of another workspace holds.
+func roomTaken(room *string) error {
+	return endcall.Errorf(endcall.ECONFLICT, "Room %q is held by an active call of another workspace.", deref(room))
+}

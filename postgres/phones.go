@@ -23,7 +23,8 @@ func scanPhone(row pgx.Row) (*endcall.PhoneNumber, error) {
 }
 
 // CreatePhoneNumber stores a number; creds, when given, are sealed with the
-// store's cipher. A number already live in the workspace is ECONFLICT.
+// store's cipher. A number already live in the workspace is ECONFLICT, and
+// so is a number of the platform's account that another workspace holds.
 func (s *Store) CreatePhoneNumber(ctx context.Context, workspaceID, number, provider string, creds *endcall.ProviderCredentials) (*endcall.PhoneNumber, error) {
 	var accountSID *string
 	var sealed []byte
@@ -40,6 +41,9 @@ func (s *Store) CreatePhoneNumber(ctx context.Context, workspaceID, number, prov
 	row := s.pool.QueryRow(ctx, `INSERT INTO phone_numbers (workspace_id, number, provider, twilio_account_sid, twilio_auth_token_enc)
 		VALUES ($1, $2, $3, $4, $5) RETURNING `+phoneColumns, workspaceID, number, provider, accountSID, sealed)
 	p, err := scanPhone(row)
+	if violates(err, "phone_numbers_platform_number") {
+		return nil, endcall.Errorf(endcall.ECONFLICT, "Phone number %s is held by another workspace.", number)
+	}
 	if isUniqueViolation(err) {
 		return nil, endcall.Errorf(endcall.ECONFLICT, "Phone number %s already exists in this workspace.", number)
 	}

@@ -19,10 +19,13 @@ func (s *Store) CallByID(ctx context.Context, id string) (*endcall.Call, error) 
 	return c, notFound(dbError(err), "call")
 }
 
-// Room returns a call's room name and room status, whatever its workspace.
-func (s *Store) Room(ctx context.Context, callID string) (name, status *string, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT room_name, room_status FROM calls WHERE id = $1`, callID).Scan(&name, &status)
-	return name, status, notFound(dbError(err), "call")
+// Room returns a call's room name and room status, whatever its workspace,
+// and whether another active call, of any workspace, still holds the room.
+func (s *Store) Room(ctx context.Context, callID string) (name, status *string, shared bool, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT c.room_name, c.room_status, c.room_name IS NOT NULL AND EXISTS (
+			SELECT 1 FROM calls o WHERE o.room_name = c.room_name AND o.ended_at IS NULL AND o.room_name IS NOT NULL AND o.id <> c.id)
+		FROM calls c WHERE c.id = $1`, callID).Scan(&name, &status, &shared)
+	return name, status, shared, notFound(dbError(err), "call")
 }
 
 // SetRoomStatus records the room deletion's outcome on a call whose room is

@@ -38,15 +38,17 @@ func (s *Store) DialingNumber(ctx context.Context, workspaceID, id, number strin
 	return &p, creds, nil
 }
 
-// TwilioAuthTokens returns the auth tokens stored for a BYOT Twilio account,
-// newest first and without repeats; none when the account is unknown.
-// Deleted numbers count, since their calls still report their status.
-// Several workspaces may have registered the account, possibly with tokens
-// of different ages, so a signature is checked against each.
+// TwilioAuthTokens returns the auth tokens of every live number registered
+// with a BYOT Twilio account, newest first and without repeats; none when
+// the account is unknown. Several workspaces may have registered the
+// account, possibly with tokens of different ages, so a signature is
+// checked against each; all of them count, so that no number of made-up
+// tokens can crowd the genuine one out. Deleted numbers do not count: their
+// calls are checked against the credentials they were placed with.
 func (s *Store) TwilioAuthTokens(ctx context.Context, accountSID string) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT twilio_auth_token_enc FROM phone_numbers
-		WHERE twilio_account_sid = $1 AND twilio_auth_token_enc IS NOT NULL
-		ORDER BY created_at DESC LIMIT 20`, accountSID)
+		WHERE twilio_account_sid = $1 AND twilio_auth_token_enc IS NOT NULL AND deleted_at IS NULL
+		ORDER BY created_at DESC`, accountSID)
 	if err != nil {
 		return nil, dbError(err)
 	}

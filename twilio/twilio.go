@@ -272,6 +272,55 @@ func (c *Client) CreateCall(ctx context.Context, creds *endcall.ProviderCredenti
 	return "", endcall.Errorf(endcall.EUNAVAILABLE, "Twilio could not be reached.")
 }
 
+// LookupNumber checks, through the account's IncomingPhoneNumbers list,
+// that the Twilio account of creds (the platform's when nil) holds number.
+// Credentials Twilio refuses and a number the account does not hold are
+// *endcall.Error EINVALID, each with its own message; outages, 429s and
+// timeouts are EUNAVAILABLE.
+func (c *Client) LookupNumber(ctx context.Context, creds *endcall.ProviderCredentials, number string) error {
+	whose, refused := "The platform's Twilio account", "Twilio refused the platform's credentials."
+	if creds != nil {
+		whose = "Twilio account " + creds.AccountSID
+		refused = "Twilio refused the credentials given for account " + creds.AccountSID + "."
+	}
+	if c.baseErr != nil {
+		return fmt.Errorf("twilio: look up number: %w", c.baseErr)
+	}
+	creds, err := c.credentials(creds)
+	if err != nil {
+		return endcall.Errorf(endcall.EINVALID, "No Twilio credentials are available to check this number: give twilio_account_sid and twilio_auth_token.")
+	}
+	held := false
+	err = c.do(ctx, creds, func(api *twapi.ApiService) error {
+		// The filter also matches numbers that merely contain it; one page
+		// of them is plenty to find the exact one.
+		params := (&twapi.ListIncomingPhoneNumberParams{}).SetPhoneNumber(number).SetPageSize(50).SetLimit(50)
+		list, err := api.ListIncomingPhoneNumber(params)
+		for _, n := range list {
+			held = held || (n.PhoneNumber != nil && *n.PhoneNumber == number)
+		}
+		return err
+	})
+	var api *APIError
+	var te *timeoutError
+	switch {
+	case err == nil && held:
+		return nil
+	case err == nil:
+		return endcall.Errorf(endcall.EINVALID, "%s does not hold the number %s.", whose, number)
+	case errors.As(err, new(*permanentError)),
+		errors.As(err, &api) && (api.Status == http.StatusUnauthorized || api.Code == codeAuthenticate):
+		return endcall.Errorf(endcall.EINVALID, "%s", refused)
+	case errors.As(err, &te):
+		return endcall.Errorf(endcall.EUNAVAILABLE, "Twilio did not answer within %s; the number could not be checked.", te.after)
+	case errors.As(err, &api) && api.Status == http.StatusNotFound:
+		return endcall.Errorf(endcall.EINVALID, "%s does not hold the number %s.", whose, number)
+	case errors.As(err, &api) && api.Status >= 400 && api.Status < 500 && api.Status != http.StatusTooManyRequests:
+		return endcall.Errorf(endcall.EINVALID, "Twilio refused to look the number up (Twilio error %d: %s).", api.Code, api.Message)
+	}
+	return endcall.Errorf(endcall.EUNAVAILABLE, "Twilio could not be reached; the number could not be checked.")
+}
+
 // credentials picks creds or the platform's.
 func (c *Client) credentials(creds *endcall.ProviderCredentials) (*endcall.ProviderCredentials, error) {
 	if creds == nil {

@@ -312,7 +312,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	var phone struct {
 		ID string `json:"id"`
 	}
-	if err := e.call(ctx, http.MethodPost, "/v1/phone-numbers", map[string]any{"number": "+15550000000", "provider": "twilio"}, &phone); err != nil {
+	if err := e.call(ctx, http.MethodPost, "/v1/phone-numbers", map[string]any{"number": benchNumber, "provider": "twilio"}, &phone); err != nil {
 		// A rerun on the same servers: the number is there already.
 		var phones []struct {
 			ID     string `json:"id"`

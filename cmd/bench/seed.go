@@ -109,7 +109,7 @@ func seedCalls(ctx context.Context, pool *pgxpool.Pool, calls *tracker, workspac
 		ids[i] = text
 		tr := transcripts[i%len(transcripts)]
 		calls.add(text, sid, room)
-		rows[i] = []any{id, ws, phone, sid, "twilio", "+15550000000", fmt.Sprintf("+1555%07d", i%10000000),
+		rows[i] = []any{id, ws, phone, sid, "twilio", benchNumber, fmt.Sprintf("+1555%07d", i%10000000),
 			"outbound", "in-progress", room, tr.object, tr.text, started, now, now, campaignID}
 	}
 	_, err = pool.CopyFrom(ctx, pgx.Identifier{"calls"},

@@ -87,7 +87,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	g, ctx := errgroup.WithContext(ctx)
 	if mode == "serve" || mode == "all" {
 		dash := dashboard.New(dashboard.Config{Redis: redisOpt, Username: cfg.DashboardUsername,
-			Password: cfg.DashboardPassword, ReadOnly: cfg.DashboardReadOnly})
+			Password: cfg.DashboardPassword, ReadOnly: cfg.DashboardReadOnly, PublicBaseURL: cfg.PublicBaseURL})
 		// Deferred, so closed only once the HTTP server has drained.
 		defer dash.Close()
 		jwtCfg, err := jwtConfig(ctx, cfg, log)

@@ -27,8 +27,9 @@ func jwtConfig(ctx context.Context, cfg config.Config, log *slog.Logger) (api.JW
 // places the calls, through the same client that hangs them up.
 func twilioConfig(cfg config.Config, tel endcall.Telephony) api.TwilioConfig {
 	dialer, _ := tel.(api.Dialer)
+	numbers, _ := tel.(api.NumberLookup)
 	return api.TwilioConfig{
-		Dialer: dialer, Simulated: cfg.TelephonyMode == config.TelephonySimulated,
+		Dialer: dialer, Simulated: cfg.TelephonyMode == config.TelephonySimulated, Numbers: numbers,
 		VoiceURL: cfg.TwilioVoiceURL, PublicBaseURL: cfg.PublicBaseURL,
 		AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken,
 		MaxCallDuration: cfg.MaxCallDuration,

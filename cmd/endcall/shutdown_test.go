@@ -80,6 +80,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 
 	fake := twiliotest.New(t)
 	account, token := fake.NewAccount()
+	fake.AddNumber(account, "+15553330000")
 	heldSID := fake.NewCall(account, "in-progress")
 	twilioGate := newGate()
 	fake.OnUpdate(func(r twiliotest.Request) *twiliotest.Error {

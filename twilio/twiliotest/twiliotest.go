@@ -13,9 +13,11 @@
 //	// ... point the code under test at fake.URL() ...
 //	if got := fake.HangupCount(call); got != 2 { ... }
 //
-// Only the Calls resource is served: create (POST Calls.json), fetch
-// (GET Calls/{Sid}.json) and update (POST Calls/{Sid}.json). Everything is
-// safe for concurrent use.
+// The Calls resource is served: create (POST Calls.json), fetch
+// (GET Calls/{Sid}.json) and update (POST Calls/{Sid}.json); and the list of
+// an account's IncomingPhoneNumbers (GET IncomingPhoneNumbers.json, with
+// the PhoneNumber filter), which holds the numbers given to AddNumber.
+// Everything is safe for concurrent use.
 package twiliotest
 
 import (
@@ -138,7 +140,8 @@ type Server struct {
 	mu           sync.Mutex
 	accounts     map[string]string // sid -> token
 	calls        map[string]*Call
-	failures     map[string][]Error // key: call SID, "" = any request
+	numbers      map[string][]IncomingNumber // account SID -> its numbers
+	failures     map[string][]Error          // key: call SID, "" = any request
 	delays       map[string]time.Duration
 	onUpdate     func(Request) *Error
 	allowUnknown bool
@@ -152,6 +155,7 @@ func New(t testing.TB) *Server {
 	s := &Server{
 		accounts: map[string]string{},
 		calls:    map[string]*Call{},
+		numbers:  map[string][]IncomingNumber{},
 		failures: map[string][]Error{},
 		delays:   map[string]time.Duration{},
 	}
@@ -195,6 +199,35 @@ func (s *Server) NewAccount() (sid, token string) {
 	sid, token = NewSID("AC"), randomHex(16)
 	s.AddAccount(sid, token)
 	return sid, token
+}
+
+// IncomingNumber is a phone number an account holds.
+type IncomingNumber struct {
+	SID         string
+	AccountSID  string
+	PhoneNumber string
+	Created     time.Time
+}
+
+// AddNumber makes accountSID hold an E.164 number and returns the number's
+// PN... SID.
+func (s *Server) AddNumber(accountSID, number string) string {
+	n := IncomingNumber{SID: NewSID("PN"), AccountSID: accountSID, PhoneNumber: number, Created: time.Now().UTC()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.numbers[accountSID] = append(s.numbers[accountSID], n)
+	return n.SID
+}
+
+// NumberLookups returns the requests that listed IncomingPhoneNumbers.
+func (s *Server) NumberLookups() []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if strings.HasSuffix(r.Path, "/IncomingPhoneNumbers.json") {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // AddCall registers a call of accountSID with the given Twilio status
@@ -377,7 +410,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, ErrAuthenticate)
 		return
 	}
-	if !ok || (rest != "Calls.json" && req.CallSID == "") || strings.Contains(req.CallSID, "/") {
+	numbers := rest == "IncomingPhoneNumbers.json"
+	if !ok || (rest != "Calls.json" && !numbers && req.CallSID == "") || strings.Contains(req.CallSID, "/") {
 		writeError(rec, notFound(r.URL.Path))
 		return
 	}
@@ -392,6 +426,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch {
+	case numbers && r.Method == http.MethodGet:
+		s.listNumbers(rec, req)
+	case numbers:
+		writeError(rec, Error{Status: 405, Code: 20004, Message: "Method not allowed", MoreInfo: moreInfo(20004)})
 	case req.CallSID == "" && r.Method == http.MethodPost:
 		s.create(rec, req)
 	case req.CallSID != "" && r.Method == http.MethodGet:
@@ -534,6 +572,49 @@ func (s *Server) create(w http.ResponseWriter, req Request) {
 	body := resource(c)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, body)
+}
+
+// listNumbers answers one page holding every number of the account that
+// contains the PhoneNumber filter, as Twilio matches partial numbers.
+func (s *Server) listNumbers(w http.ResponseWriter, req Request) {
+	filter := req.Form.Get("PhoneNumber")
+	uri := req.Path + "?" + req.Form.Encode()
+	list := []any{}
+	s.mu.Lock()
+	for _, n := range s.numbers[req.AccountSID] {
+		if !strings.Contains(n.PhoneNumber, filter) {
+			continue
+		}
+		base := apiPrefix + n.AccountSID + "/IncomingPhoneNumbers/" + n.SID
+		list = append(list, map[string]any{
+			"account_sid":   n.AccountSID,
+			"api_version":   "2010-04-01",
+			"capabilities":  map[string]bool{"voice": true, "sms": true, "mms": true, "fax": false},
+			"date_created":  rfc2822(&n.Created),
+			"date_updated":  rfc2822(&n.Created),
+			"friendly_name": n.PhoneNumber,
+			"origin":        "twilio",
+			"phone_number":  n.PhoneNumber,
+			"sid":           n.SID,
+			"status":        "in-use",
+			"uri":           base + ".json",
+			"voice_method":  "POST",
+			"voice_url":     nil,
+		})
+	}
+	s.mu.Unlock()
+	body, _ := json.Marshal(map[string]any{
+		"end":                    max(len(list)-1, 0),
+		"first_page_uri":         uri,
+		"incoming_phone_numbers": list,
+		"next_page_uri":          nil,
+		"page":                   0,
+		"page_size":              50,
+		"previous_page_uri":      nil,
+		"start":                  0,
+		"uri":                    uri,
+	})
+	writeJSON(w, http.StatusOK, body)
 }
 
 // validNumber accepts E.164 numbers and the client:/sip: identifiers Twilio
