@@ -46,8 +46,8 @@ var _ Analyzer = Builtin{}
 // Analyze analyzes c. The sentiment is the caller's: the mean VADER compound
 // score of the user's turns, each weighted by its word count, labelled
 // positive at 0.05 or more and negative at -0.05 or less. It returns no
-// agent_post_call_outcomes.
-func (b Builtin) Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysis, json.RawMessage, error) {
+// agent_post_call_outcomes, and fills none of the plan's fields.
+func (b Builtin) Analyze(ctx context.Context, c *endcall.Call, plan *endcall.AnalysisPlan) (*endcall.Analysis, json.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -57,14 +57,29 @@ func (b Builtin) Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysi
 	turns := c.TranscriptObject
 	scores := userScores(turns)
 	score, label := aggregate(turns, scores)
-	return &endcall.Analysis{
+	a := &endcall.Analysis{
 		Analyzer:       NameBuiltin,
 		Sentiment:      label,
 		SentimentScore: score,
 		Summary:        summarize(turns, scores, label),
 		Metrics:        ComputeMetrics(c),
 		AnalyzedAt:     b.now(),
-	}, nil, nil
+	}
+	applyPlan(a, plan)
+	return a, nil, nil
+}
+
+// applyPlan names plan on a and lists each of its fields, unfilled (null).
+func applyPlan(a *endcall.Analysis, plan *endcall.AnalysisPlan) {
+	if plan == nil {
+		return
+	}
+	id, version := plan.ID, plan.Version
+	a.PlanID, a.PlanVersion = &id, &version
+	a.Fields = make(map[string]json.RawMessage, len(plan.Fields))
+	for _, f := range plan.Fields {
+		a.Fields[f.Name] = json.RawMessage("null")
+	}
 }
 
 func (b Builtin) now() time.Time {

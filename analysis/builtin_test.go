@@ -59,7 +59,7 @@ var (
 
 func analyze(t *testing.T, c *endcall.Call) *endcall.Analysis {
 	t.Helper()
-	a, out, err := Builtin{Now: clock}.Analyze(context.Background(), c)
+	a, out, err := Builtin{Now: clock}.Analyze(context.Background(), c, nil)
 	if err != nil {
 		t.Fatalf("Analyze: %v", err)
 	}
@@ -265,7 +265,7 @@ func TestBuiltinDeterministicAndConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			a, _, err := Builtin{Now: clock}.Analyze(context.Background(), negativeCall)
+			a, _, err := Builtin{Now: clock}.Analyze(context.Background(), negativeCall, nil)
 			if err != nil {
 				t.Errorf("Analyze: %v", err)
 				return
@@ -280,12 +280,12 @@ func TestBuiltinDeterministicAndConcurrent(t *testing.T) {
 
 func TestBuiltinErrors(t *testing.T) {
 	t.Parallel()
-	if _, _, err := (Builtin{}).Analyze(context.Background(), nil); err == nil {
+	if _, _, err := (Builtin{}).Analyze(context.Background(), nil, nil); err == nil {
 		t.Errorf("nil call: got nil error, want one")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := (Builtin{}).Analyze(ctx, positiveCall); err == nil {
+	if _, _, err := (Builtin{}).Analyze(ctx, positiveCall, nil); err == nil {
 		t.Errorf("canceled context: got nil error, want one")
 	}
 }
@@ -312,12 +312,12 @@ func BenchmarkBuiltinAnalyze(b *testing.B) {
 	}
 	c := callWith(turns...)
 	an := Builtin{Now: clock}
-	if _, _, err := an.Analyze(context.Background(), c); err != nil { // load the lexicon outside the timing
+	if _, _, err := an.Analyze(context.Background(), c, nil); err != nil { // load the lexicon outside the timing
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := an.Analyze(context.Background(), c); err != nil {
+		if _, _, err := an.Analyze(context.Background(), c, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
