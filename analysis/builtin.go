@@ -23,10 +23,6 @@ const (
 // EmptySummary is the summary of a call without any spoken words.
 const EmptySummary = "Empty transcript."
 
-// summaryPart bounds each quoted turn of the summary, in runes, so that the
-// whole stays near 300 characters.
-const summaryPart = 140
-
 // vader is loaded once, on first use: building the lexicon (about 7,500
 // entries, compiled into the binary) takes some tens of milliseconds. Its
 // PolarityScores only reads the lexicon, so one instance serves all
@@ -61,7 +57,7 @@ func (b Builtin) Analyze(ctx context.Context, c *endcall.Call, plan *endcall.Ana
 		Analyzer:       NameBuiltin,
 		Sentiment:      label,
 		SentimentScore: score,
-		Summary:        summarize(turns, scores, label),
+		Summary:        summarize(turns),
 		Metrics:        ComputeMetrics(c),
 		AnalyzedAt:     b.now(),
 	}
@@ -207,45 +203,6 @@ func turnSpan(t endcall.Turn) (start, end int64, ok bool) {
 		return *t.EndMS, *t.EndMS, true
 	}
 	return 0, 0, false
-}
-
-// summarize quotes how the agent opened and the caller's most
-// sentiment-bearing turn.
-func summarize(turns []endcall.Turn, scores []float64, label string) string {
-	agent, user := -1, -1
-	for i, t := range turns {
-		if strings.TrimSpace(t.Content) == "" {
-			continue
-		}
-		if agent < 0 && isAgent(t) {
-			agent = i
-		}
-		if isUser(t) && (user < 0 || math.Abs(scores[i]) > math.Abs(scores[user])) {
-			user = i
-		}
-	}
-	var b strings.Builder
-	if agent >= 0 {
-		b.WriteString(`Agent: "`)
-		b.WriteString(clip(turns[agent].Content, summaryPart))
-		b.WriteString(`"`)
-	}
-	if user >= 0 {
-		if b.Len() > 0 {
-			b.WriteString(" ")
-		}
-		b.WriteString("Caller (")
-		b.WriteString(label)
-		b.WriteString(`): "`)
-		b.WriteString(clip(turns[user].Content, summaryPart))
-		b.WriteString(`"`)
-	} else if agent >= 0 {
-		b.WriteString(" The caller did not speak.")
-	}
-	if b.Len() == 0 {
-		return EmptySummary
-	}
-	return b.String()
 }
 
 // clip collapses whitespace and shortens s to at most n runes, at a word

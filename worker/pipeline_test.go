@@ -92,7 +92,7 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
 	svc := &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
-	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
+	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, Queue: p.enq, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	if p.ws, p.key, err = p.store.CreateAPIKey(context.Background(), "pipeline"); err != nil {
