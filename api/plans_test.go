@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -143,4 +144,51 @@ func TestAnalysisPlanValidation(t *testing.T) {
 		many(49, func(i int) string { return `{"name":"f` + strings.Repeat("x", i) + `","type":"boolean"}` }) +
 		`,{"name":"last","type":"enum","choices":[` + many(50, func(j int) string { return `"c` + strings.Repeat("y", j) + `"` }) + `]}]}`
 	b.do("POST", "/v1/analysis-plans", "", edge).want(t, 201, "")
+}
+
+func TestReanalyze(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, sid := b.phone("+15550001111", false)
+	active := b.activeCall("+15550001111", sid, "in-progress", nil)
+	ended := b.activeCall("+15550001111", sid, "in-progress", nil)
+	b.do("POST", "/v1/calls/end", "", map[string]any{"call_id": ended.ID}).want(t, 200, "")
+	plan := b.do("POST", "/v1/analysis-plans", "", validPlan).plan(t)
+	_, otherKey, _ := b.store.CreateAPIKey(context.Background(), "other")
+	otherPlan := b.do("POST", "/v1/analysis-plans", otherKey, validPlan).plan(t)
+	path := "/v1/calls/" + ended.ID + "/analyze"
+
+	before := b.snapshot()
+	b.do("POST", "/v1/calls/"+active.ID+"/analyze", "", nil).want(t, 409, "conflict")
+	b.do("POST", path, otherKey, nil).want(t, 404, "not_found")
+	b.do("POST", path, "", map[string]any{"plan_id": otherPlan.ID}).want(t, 404, "not_found")
+	b.do("POST", path, "", map[string]any{"plan_id": "nope"}).want(t, 400, "invalid_request")
+	b.do("POST", path, "", `[1]`).want(t, 400, "invalid_request")
+	b.do("POST", "/v1/calls/not-a-uuid/analyze", "", nil).want(t, 404, "not_found")
+	if b.snapshot() != before {
+		t.Errorf("refused re-analyses changed something")
+	}
+
+	// The first analysis is still pending: the request joins it.
+	r := b.do("POST", path, "", nil)
+	r.want(t, 202, "")
+	if !strings.Contains(string(r.Data), `"version":1`) {
+		t.Errorf("while pending: got %s, want run 1", r.Data)
+	}
+	if _, err := b.pool.Exec(context.Background(), `UPDATE calls SET analysis_status = 'completed' WHERE id = $1`, ended.ID); err != nil {
+		t.Fatal(err)
+	}
+	r = b.do("POST", path, "", map[string]any{"plan_id": plan.ID})
+	r.want(t, 202, "")
+	if !strings.Contains(string(r.Data), `"version":2`) {
+		t.Errorf("after completion: got %s, want run 2", r.Data)
+	}
+	var status, planID string
+	b.pool.QueryRow(context.Background(), `SELECT analysis_status, analysis_plan_id::text FROM calls WHERE id = $1`, ended.ID).Scan(&status, &planID)
+	if status != "pending" || planID != plan.ID {
+		t.Errorf("stored: status %q plan %q, want pending with the named plan", status, planID)
+	}
+	if tasks := b.tasks("default"); !slices.Contains(tasks, "analyze:"+ended.ID+":2") {
+		t.Errorf("queued tasks: %v, want analyze:%s:2", tasks, ended.ID)
+	}
 }

@@ -38,6 +38,7 @@ type pipelineOptions struct {
 	redisURL       string
 	databaseURL    string
 	noWorker       bool
+	analyzer       analysis.Analyzer // nil: the built-in one
 }
 
 // pipeline is the whole service in one test: API, end path, worker and
@@ -112,7 +113,11 @@ func (p *pipeline) startWorker() {
 	p.t.Helper()
 	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
-	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: analysis.Builtin{}, Queue: p.enq, Log: p.log})
+	var an analysis.Analyzer = analysis.Builtin{}
+	if p.opts.analyzer != nil {
+		an = p.opts.analyzer
+	}
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: an, Queue: p.enq, Log: p.log})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
 		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true)})
 	ctx, cancel := context.WithCancel(context.Background())
