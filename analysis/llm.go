@@ -32,12 +32,13 @@ const (
 )
 
 // LLM analyzes calls with an OpenAI-compatible chat-completions API, asking
-// for a JSON answer that follows a strict JSON schema (summary, sentiment,
-// sentiment_score, agent_post_call_outcomes). Metrics and analyzed_at come
-// from Builtin. Requests that fail with 408, 429, 5xx, a timeout or a
+// for a JSON answer that follows a strict JSON schema built from the
+// analysis plan (see CompileSchema). Metrics and analyzed_at come from
+// Builtin. Requests that fail with 408, 429, 5xx, a timeout or a
 // connection error are retried with exponential backoff; an answer that
-// does not match the schema is an error. Wrap it in Fallback (New does) to
-// store the built-in result when the model keeps failing.
+// does not validate is asked for once more with the validation errors,
+// then is an *InvalidAnswerError. Wrap it in Fallback (New does) to store
+// the built-in result when the model keeps failing.
 type LLM struct {
 	BaseURL string // e.g. https://api.openai.com/v1; "/chat/completions" is appended
 	APIKey  string // sent as a bearer token when set
@@ -52,8 +53,9 @@ type LLM struct {
 	// DefaultLLMMaxAttempts.
 	MaxAttempts int
 	// Backoff is the wait before retry n (1, 2, ...); nil means 1 s, 2 s,
-	// 4 s, ... up to 30 s, with ±20% jitter. A 429's Retry-After (seconds)
-	// lengthens it, up to 30 s.
+	// 4 s, ... up to 30 s, with ±20% jitter. A 429's or 5xx's Retry-After
+	// (seconds or an HTTP date) lengthens it; one beyond 30 s ends the
+	// attempts with a temporary error, for the task to run again later.
 	Backoff func(n int) time.Duration
 	// Builtin computes the metrics and supplies the clock.
 	Builtin Builtin
