@@ -120,7 +120,7 @@ type Call struct {
 	EndedAt               *time.Time      `json:"ended_at"`
 }
 
-// Analysis is the stored result of call:analyze (CONTRACT 5).
+// Analysis is the stored result of call:analyze.
 type Analysis struct {
 	Analyzer       string    `json:"analyzer"`
 	Sentiment      string    `json:"sentiment"`
@@ -128,6 +128,35 @@ type Analysis struct {
 	Summary        string    `json:"summary"`
 	Metrics        Metrics   `json:"metrics"`
 	AnalyzedAt     time.Time `json:"analyzed_at"`
+	// PlanID and PlanVersion name the analysis plan applied; nil without one.
+	PlanID      *string `json:"plan_id"`
+	PlanVersion *int    `json:"plan_version"`
+	// Fields holds every field of the plan by name, JSON null where it
+	// could not be filled; nil without a plan.
+	Fields map[string]json.RawMessage `json:"fields"`
+	// Success is the verdict of the plan's rubric; nil without one.
+	Success *Success `json:"success"`
+	// Usage is what the LLM spent; nil with the built-in analyzer.
+	Usage *Usage `json:"usage"`
+	// Version counts the analysis runs of the call, from 1.
+	Version int `json:"version"`
+	// Error says why the LLM's answer was not used, when it was not.
+	Error *string `json:"error"`
+}
+
+// Success is a rubric's verdict: Passed for a pass_fail rubric, Score (1 to
+// 10) for a score_1_10 one.
+type Success struct {
+	Passed *bool  `json:"passed,omitempty"`
+	Score  *int   `json:"score,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Usage is the model and tokens an LLM analysis spent, over all its requests.
+type Usage struct {
+	Model            string `json:"model"`
+	PromptTokens     int    `json:"prompt_tokens"`
+	CompletionTokens int    `json:"completion_tokens"`
 }
 
 // Metrics are the conversation figures computed from transcript_object.

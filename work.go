@@ -18,11 +18,13 @@ const (
 )
 
 // Work is one owed piece of post-call work. DeliveryID is set for
-// WorkDeliver only.
+// WorkDeliver only; Run for WorkAnalyze, where 0 and 1 both mean the
+// analysis the end owes and a higher run a re-analysis.
 type Work struct {
 	Kind       string
 	CallID     string
 	DeliveryID string
+	Run        int
 }
 
 // Queue hands owed work to the background engine. Enqueueing the same work

@@ -24,41 +24,55 @@ const (
 	Negative = "negative"
 )
 
-// Analyzer analyzes one ended call. The raw message is the call's
-// agent_post_call_outcomes (a JSON object), nil when the analyzer does not
-// produce any.
+// Analyzer analyzes one ended call with the analysis plan that applies to
+// it (nil: none). The raw message is the call's agent_post_call_outcomes (a
+// JSON object), nil when the analyzer does not produce any.
 type Analyzer interface {
-	Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysis, json.RawMessage, error)
+	Analyze(ctx context.Context, c *endcall.Call, plan *endcall.AnalysisPlan) (*endcall.Analysis, json.RawMessage, error)
 }
 
 // Fallback uses Primary and, when it fails for any reason other than ctx
-// ending, returns Secondary's result instead, so that a call is still
-// analyzed while the LLM is down; the stored analysis.analyzer then names
-// the analyzer that actually produced it. When ctx is done, Primary's error
-// is returned so that the task runs again later.
+// ending, returns Secondary's result instead, with analysis.error saying
+// why, so that a call is still analyzed while the LLM is down; the stored
+// analysis.analyzer then names the analyzer that actually produced it.
+// When ctx is done, Primary's error is returned so that the task runs
+// again later.
 type Fallback struct {
 	Primary   Analyzer
 	Secondary Analyzer
 	// OnFallback, if set, is told why Primary failed (for logs and metrics).
 	OnFallback func(c *endcall.Call, err error)
+	// Defer, if set, is asked on a temporary failure (see IsTemporary)
+	// whether to return the error, so that the task runs again later,
+	// instead of falling back now: true while the task has retries left.
+	Defer func(ctx context.Context) bool
 }
 
 var _ Analyzer = Fallback{}
 
 // Analyze runs Primary, then Secondary if Primary failed.
-func (f Fallback) Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysis, json.RawMessage, error) {
-	a, out, err := f.Primary.Analyze(ctx, c)
+func (f Fallback) Analyze(ctx context.Context, c *endcall.Call, plan *endcall.AnalysisPlan) (*endcall.Analysis, json.RawMessage, error) {
+	a, out, err := f.Primary.Analyze(ctx, c, plan)
 	if err == nil {
 		return a, out, nil
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || (f.Defer != nil && IsTemporary(err) && f.Defer(ctx)) {
 		return nil, nil, err
 	}
 	if f.OnFallback != nil {
 		f.OnFallback(c, err)
 	}
-	return f.Secondary.Analyze(ctx, c)
+	a, out, serr := f.Secondary.Analyze(ctx, c, plan)
+	if serr != nil {
+		return nil, nil, serr
+	}
+	why := clipRunes(err.Error(), maxErrorRunes)
+	a.Fields, a.Success, a.Error = nil, nil, &why
+	return a, out, nil
 }
+
+// maxErrorRunes bounds analysis.error.
+const maxErrorRunes = 1000
 
 // Config selects and configures the analyzer from the ANALYSIS_LLM_*
 // variables.
@@ -70,8 +84,10 @@ type Config struct {
 	Timeout time.Duration
 	// Now is the clock of analyzed_at; nil means time.Now.
 	Now func() time.Time
-	// OnFallback is passed to the Fallback wrapping the LLM analyzer.
+	// OnFallback and Defer are passed to the Fallback wrapping the LLM
+	// analyzer.
 	OnFallback func(c *endcall.Call, err error)
+	Defer      func(ctx context.Context) bool
 }
 
 // New returns the analyzer cfg asks for: Builtin when no LLM is configured,
@@ -100,5 +116,5 @@ func New(cfg Config) (Analyzer, error) {
 		Timeout: cfg.Timeout,
 		Builtin: b,
 	}
-	return Fallback{Primary: llm, Secondary: b, OnFallback: cfg.OnFallback}, nil
+	return Fallback{Primary: llm, Secondary: b, OnFallback: cfg.OnFallback, Defer: cfg.Defer}, nil
 }

@@ -23,10 +23,6 @@ const (
 // EmptySummary is the summary of a call without any spoken words.
 const EmptySummary = "Empty transcript."
 
-// summaryPart bounds each quoted turn of the summary, in runes, so that the
-// whole stays near 300 characters.
-const summaryPart = 140
-
 // vader is loaded once, on first use: building the lexicon (about 7,500
 // entries, compiled into the binary) takes some tens of milliseconds. Its
 // PolarityScores only reads the lexicon, so one instance serves all
@@ -46,8 +42,8 @@ var _ Analyzer = Builtin{}
 // Analyze analyzes c. The sentiment is the caller's: the mean VADER compound
 // score of the user's turns, each weighted by its word count, labelled
 // positive at 0.05 or more and negative at -0.05 or less. It returns no
-// agent_post_call_outcomes.
-func (b Builtin) Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysis, json.RawMessage, error) {
+// agent_post_call_outcomes, and fills none of the plan's fields.
+func (b Builtin) Analyze(ctx context.Context, c *endcall.Call, plan *endcall.AnalysisPlan) (*endcall.Analysis, json.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -57,14 +53,29 @@ func (b Builtin) Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysi
 	turns := c.TranscriptObject
 	scores := userScores(turns)
 	score, label := aggregate(turns, scores)
-	return &endcall.Analysis{
+	a := &endcall.Analysis{
 		Analyzer:       NameBuiltin,
 		Sentiment:      label,
 		SentimentScore: score,
-		Summary:        summarize(turns, scores, label),
+		Summary:        summarize(turns),
 		Metrics:        ComputeMetrics(c),
 		AnalyzedAt:     b.now(),
-	}, nil, nil
+	}
+	applyPlan(a, plan)
+	return a, nil, nil
+}
+
+// applyPlan names plan on a and lists each of its fields, unfilled (null).
+func applyPlan(a *endcall.Analysis, plan *endcall.AnalysisPlan) {
+	if plan == nil {
+		return
+	}
+	id, version := plan.ID, plan.Version
+	a.PlanID, a.PlanVersion = &id, &version
+	a.Fields = make(map[string]json.RawMessage, len(plan.Fields))
+	for _, f := range plan.Fields {
+		a.Fields[f.Name] = json.RawMessage("null")
+	}
 }
 
 func (b Builtin) now() time.Time {
@@ -192,45 +203,6 @@ func turnSpan(t endcall.Turn) (start, end int64, ok bool) {
 		return *t.EndMS, *t.EndMS, true
 	}
 	return 0, 0, false
-}
-
-// summarize quotes how the agent opened and the caller's most
-// sentiment-bearing turn.
-func summarize(turns []endcall.Turn, scores []float64, label string) string {
-	agent, user := -1, -1
-	for i, t := range turns {
-		if strings.TrimSpace(t.Content) == "" {
-			continue
-		}
-		if agent < 0 && isAgent(t) {
-			agent = i
-		}
-		if isUser(t) && (user < 0 || math.Abs(scores[i]) > math.Abs(scores[user])) {
-			user = i
-		}
-	}
-	var b strings.Builder
-	if agent >= 0 {
-		b.WriteString(`Agent: "`)
-		b.WriteString(clip(turns[agent].Content, summaryPart))
-		b.WriteString(`"`)
-	}
-	if user >= 0 {
-		if b.Len() > 0 {
-			b.WriteString(" ")
-		}
-		b.WriteString("Caller (")
-		b.WriteString(label)
-		b.WriteString(`): "`)
-		b.WriteString(clip(turns[user].Content, summaryPart))
-		b.WriteString(`"`)
-	} else if agent >= 0 {
-		b.WriteString(" The caller did not speak.")
-	}
-	if b.Len() == 0 {
-		return EmptySummary
-	}
-	return b.String()
 }
 
 // clip collapses whitespace and shortens s to at most n runes, at a word

@@ -59,7 +59,7 @@ var (
 
 func analyze(t *testing.T, c *endcall.Call) *endcall.Analysis {
 	t.Helper()
-	a, out, err := Builtin{Now: clock}.Analyze(context.Background(), c)
+	a, out, err := Builtin{Now: clock}.Analyze(context.Background(), c, nil)
 	if err != nil {
 		t.Fatalf("Analyze: %v", err)
 	}
@@ -231,7 +231,7 @@ func TestBuiltinOnlyAgentTurns(t *testing.T) {
 	if a.Sentiment != Neutral || a.SentimentScore != 0 {
 		t.Errorf("sentiment: got %q %v, want neutral 0 (the agent's words do not count)", a.Sentiment, a.SentimentScore)
 	}
-	want := `Agent: "Hello? Is anyone there?" The caller did not speak.`
+	want := `Agent: Is anyone there? I can't hear you, I'll call back later. Goodbye! The caller did not speak.`
 	if a.Summary != want {
 		t.Errorf("Summary: got %q, want %q", a.Summary, want)
 	}
@@ -243,19 +243,45 @@ func TestBuiltinOnlyAgentTurns(t *testing.T) {
 
 func TestBuiltinSummary(t *testing.T) {
 	t.Parallel()
+	// Without shared words, the sentences with the most content words, in
+	// the order spoken.
 	a := analyze(t, negativeCall)
-	want := `Agent: "Hello, thank you for calling Acme support. I'm happy to help!" Caller (negative): "I'm angry and frustrated. Your service is awful and I want a refund."`
+	want := `Agent: Hello, thank you for calling Acme support. I'm happy to help! Caller: I have been waiting two weeks and nobody ever called me back. ` +
+		`Agent: I'm sorry to hear that. Caller: I'm angry and frustrated. Your service is awful and I want a refund.`
 	if a.Summary != want {
 		t.Errorf("Summary:\n got %q\nwant %q", a.Summary, want)
 	}
 
+	// A long one keeps the sentences that share the call's subject and
+	// drops the small talk.
+	c := callWith(
+		turn("agent", "Good morning. Lovely weather today, isn't it? You are calling about order 4417 and its late refund, I see.", -1, -1),
+		turn("user", "My cat knocked the phone over earlier. Order 4417 never arrived and the refund for order 4417 is late.", -1, -1),
+		turn("agent", "Our office moved to a new building last spring. The refund for order 4417 is approved and goes out today.", -1, -1),
+		turn("user", "I had pancakes for breakfast. Will the refund for order 4417 reach my card this week?", -1, -1),
+		turn("agent", "The parking lot is being repainted. Yes, the order 4417 refund reaches your card within three days.", -1, -1),
+		turn("user", "My neighbour plays the trumpet at night. Good, thanks for sorting out the order refund.", -1, -1),
+	)
+	a = analyze(t, c)
+	for _, small := range []string{"weather", "cat", "office", "pancakes", "parking", "trumpet"} {
+		if strings.Contains(a.Summary, small) {
+			t.Errorf("Summary keeps small talk (%s): %q", small, a.Summary)
+		}
+	}
+	if !strings.HasPrefix(a.Summary, "Agent: You are calling about order 4417") || !strings.Contains(a.Summary, "Caller: Order 4417 never arrived") {
+		t.Errorf("Summary lacks the sentences about the order, in order: %q", a.Summary)
+	}
+	if n := utf8.RuneCountInString(a.Summary); n > 2*summaryRoleBudget+40 {
+		t.Errorf("Summary: %d runes, want at most about %d", n, 2*summaryRoleBudget)
+	}
+
 	long := strings.Repeat("word ", 200)
 	a = analyze(t, callWith(turn("agent", long, -1, -1), turn("user", "I love it. "+long, -1, -1)))
-	if n := utf8.RuneCountInString(a.Summary); n > 320 {
-		t.Errorf("Summary of long turns: got %d runes, want about 300 at most: %q", n, a.Summary)
+	if n := utf8.RuneCountInString(a.Summary); n > 2*summaryRoleBudget+40 {
+		t.Errorf("Summary of long turns: got %d runes: %q", n, a.Summary)
 	}
 	if !strings.Contains(a.Summary, "…") {
-		t.Errorf("Summary %q: want an ellipsis where turns were cut", a.Summary)
+		t.Errorf("Summary %q: want an ellipsis where a sentence was cut", a.Summary)
 	}
 }
 
@@ -265,7 +291,7 @@ func TestBuiltinDeterministicAndConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			a, _, err := Builtin{Now: clock}.Analyze(context.Background(), negativeCall)
+			a, _, err := Builtin{Now: clock}.Analyze(context.Background(), negativeCall, nil)
 			if err != nil {
 				t.Errorf("Analyze: %v", err)
 				return
@@ -280,12 +306,12 @@ func TestBuiltinDeterministicAndConcurrent(t *testing.T) {
 
 func TestBuiltinErrors(t *testing.T) {
 	t.Parallel()
-	if _, _, err := (Builtin{}).Analyze(context.Background(), nil); err == nil {
+	if _, _, err := (Builtin{}).Analyze(context.Background(), nil, nil); err == nil {
 		t.Errorf("nil call: got nil error, want one")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := (Builtin{}).Analyze(ctx, positiveCall); err == nil {
+	if _, _, err := (Builtin{}).Analyze(ctx, positiveCall, nil); err == nil {
 		t.Errorf("canceled context: got nil error, want one")
 	}
 }
@@ -312,12 +338,12 @@ func BenchmarkBuiltinAnalyze(b *testing.B) {
 	}
 	c := callWith(turns...)
 	an := Builtin{Now: clock}
-	if _, _, err := an.Analyze(context.Background(), c); err != nil { // load the lexicon outside the timing
+	if _, _, err := an.Analyze(context.Background(), c, nil); err != nil { // load the lexicon outside the timing
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := an.Analyze(context.Background(), c); err != nil {
+		if _, _, err := an.Analyze(context.Background(), c, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -331,4 +357,18 @@ func jsonOf(v any) string {
 		return err.Error()
 	}
 	return string(b)
+}
+
+func TestSummaryIsDeterministic(t *testing.T) {
+	t.Parallel()
+	var turns []endcall.Turn
+	for i := range 60 {
+		turns = append(turns, turn([]string{"agent", "user"}[i%2], fmt.Sprintf("Sentence %d about order %d. The refund for order %d is %d days late!", i, i%7, i%5, i%3), -1, -1))
+	}
+	want := summarize(turns)
+	for range 20 {
+		if got := summarize(turns); got != want {
+			t.Fatalf("summarize: got %q, then %q", want, got)
+		}
+	}
 }

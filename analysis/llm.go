@@ -28,15 +28,17 @@ const (
 	maxTranscriptBytes = 120_000 // bytes of transcript sent to the model
 	maxSummaryRunes    = 4000    // a longer model summary is cut
 	maxBackoff         = 30 * time.Second
+	maxEchoRunes       = 4000 // of an invalid answer and its errors, sent back to the model
 )
 
 // LLM analyzes calls with an OpenAI-compatible chat-completions API, asking
-// for a JSON answer that follows a strict JSON schema (summary, sentiment,
-// sentiment_score, agent_post_call_outcomes). Metrics and analyzed_at come
-// from Builtin. Requests that fail with 408, 429, 5xx, a timeout or a
+// for a JSON answer that follows a strict JSON schema built from the
+// analysis plan (see CompileSchema). Metrics and analyzed_at come from
+// Builtin. Requests that fail with 408, 429, 5xx, a timeout or a
 // connection error are retried with exponential backoff; an answer that
-// does not match the schema is an error. Wrap it in Fallback (New does) to
-// store the built-in result when the model keeps failing.
+// does not validate is asked for once more with the validation errors,
+// then is an *InvalidAnswerError. Wrap it in Fallback (New does) to store
+// the built-in result when the model keeps failing.
 type LLM struct {
 	BaseURL string // e.g. https://api.openai.com/v1; "/chat/completions" is appended
 	APIKey  string // sent as a bearer token when set
@@ -51,8 +53,9 @@ type LLM struct {
 	// DefaultLLMMaxAttempts.
 	MaxAttempts int
 	// Backoff is the wait before retry n (1, 2, ...); nil means 1 s, 2 s,
-	// 4 s, ... up to 30 s, with ±20% jitter. A 429's Retry-After (seconds)
-	// lengthens it, up to 30 s.
+	// 4 s, ... up to 30 s, with ±20% jitter. A 429's or 5xx's Retry-After
+	// (seconds or an HTTP date) lengthens it; one beyond 30 s ends the
+	// attempts with a temporary error, for the task to run again later.
 	Backoff func(n int) time.Duration
 	// Builtin computes the metrics and supplies the clock.
 	Builtin Builtin
@@ -60,10 +63,22 @@ type LLM struct {
 
 var _ Analyzer = (*LLM)(nil)
 
-// Analyze asks the model about c's transcript. An empty transcript is not
-// sent: there is nothing for a model to say about it, so the built-in
-// result (analyzer "builtin") is returned.
-func (l *LLM) Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysis, json.RawMessage, error) {
+// InvalidAnswerError is a model answer that did not follow the schema, even
+// when asked once more with the validation errors.
+type InvalidAnswerError struct{ Err error }
+
+func (e *InvalidAnswerError) Error() string {
+	return "the model's answer did not follow the schema: " + e.Err.Error()
+}
+func (e *InvalidAnswerError) Unwrap() error { return e.Err }
+
+// Analyze asks the model about c's transcript, with the fields and rubric
+// of plan (nil: none). An answer that fails the schema is asked for once
+// more with the validation errors; a second failure is an
+// *InvalidAnswerError. An empty transcript is not sent: there is nothing
+// for a model to say about it, so the built-in result (analyzer "builtin")
+// is returned.
+func (l *LLM) Analyze(ctx context.Context, c *endcall.Call, plan *endcall.AnalysisPlan) (*endcall.Analysis, json.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -71,44 +86,98 @@ func (l *LLM) Analyze(ctx context.Context, c *endcall.Call) (*endcall.Analysis, 
 		return nil, nil, errors.New("analysis: nil call")
 	}
 	if wordCountTurns(c.TranscriptObject) == 0 {
-		return l.Builtin.Analyze(ctx, c)
+		return l.Builtin.Analyze(ctx, c, plan)
 	}
-	body, err := json.Marshal(l.request(c))
+	schema, err := CompileSchema(plan)
 	if err != nil {
-		return nil, nil, fmt.Errorf("analysis: llm: encoding request: %w", err)
+		return nil, nil, fmt.Errorf("analysis: llm: %w", err)
+	}
+	req := l.request(c, plan, schema)
+	usage := &endcall.Usage{Model: l.Model}
+	for try := 1; ; try++ {
+		content, u, err := l.complete(ctx, req)
+		var bad *InvalidAnswerError
+		if err != nil && !errors.As(err, &bad) {
+			return nil, nil, fmt.Errorf("analysis: llm: %w", err)
+		}
+		usage.PromptTokens += u.PromptTokens
+		usage.CompletionTokens += u.CompletionTokens
+		if u.Model != "" {
+			usage.Model = u.Model
+		}
+		var ans *modelAnswer
+		var verr error
+		if bad != nil {
+			verr = bad.Err
+		} else {
+			ans, verr = schema.parse(content)
+		}
+		if verr == nil {
+			return l.result(c, plan, ans, usage), ans.Outcomes, nil
+		}
+		if try == 2 {
+			return nil, nil, &InvalidAnswerError{verr}
+		}
+		req.Messages = append(req.Messages,
+			chatMessage{Role: "assistant", Content: clipRunes(content, maxEchoRunes)},
+			chatMessage{Role: "user", Content: "That answer does not follow the JSON schema:\n" +
+				clipRunes(verr.Error(), maxEchoRunes) + "\nAnswer again with only JSON that follows the schema."})
+	}
+}
+
+// result builds the stored analysis from a valid answer.
+func (l *LLM) result(c *endcall.Call, plan *endcall.AnalysisPlan, ans *modelAnswer, usage *endcall.Usage) *endcall.Analysis {
+	a := &endcall.Analysis{
+		Analyzer:       NameLLM,
+		Sentiment:      ans.Sentiment,
+		SentimentScore: round(ans.SentimentScore, 4),
+		Summary:        clipRunes(strings.TrimSpace(ans.Summary), maxSummaryRunes),
+		Metrics:        ComputeMetrics(c),
+		AnalyzedAt:     l.Builtin.now(),
+		Usage:          usage,
+	}
+	applyPlan(a, plan)
+	for name, v := range ans.Fields {
+		if _, inPlan := a.Fields[name]; inPlan {
+			a.Fields[name] = v
+		}
+	}
+	if plan != nil && plan.SuccessRubric != nil {
+		a.Success = ans.Success
+	}
+	return a
+}
+
+// complete sends req, retrying requests that fail with 408, 429, 5xx, a
+// timeout or a connection error, and returns the answer's content. A wait
+// the server asks for (Retry-After) beyond maxBackoff is not waited for
+// here: the error is returned, temporary, for the task to run again later.
+func (l *LLM) complete(ctx context.Context, req chatRequest) (string, endcall.Usage, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", endcall.Usage{}, fmt.Errorf("encoding request: %w", err)
 	}
 	attempts := l.MaxAttempts
 	if attempts <= 0 {
 		attempts = DefaultLLMMaxAttempts
 	}
-	var ans *modelAnswer
 	for n := 1; ; n++ {
-		var retryAfter time.Duration
-		ans, retryAfter, err = l.once(ctx, body)
+		content, usage, retryAfter, err := l.once(ctx, body)
 		if err == nil {
-			break
+			return content, usage, nil
 		}
 		var te *temporaryError
-		if !errors.As(err, &te) || n >= attempts || ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("analysis: llm: attempt %d of %d: %w", n, attempts, err)
+		if !errors.As(err, &te) || n >= attempts || ctx.Err() != nil || retryAfter > maxBackoff {
+			return "", usage, fmt.Errorf("attempt %d of %d: %w", n, attempts, err)
 		}
-		wait := max(l.backoff(n), min(retryAfter, maxBackoff))
-		t := time.NewTimer(wait)
+		t := time.NewTimer(max(l.backoff(n), retryAfter))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, nil, fmt.Errorf("analysis: llm: waiting to retry: %w (last error: %v)", ctx.Err(), err)
+			return "", endcall.Usage{}, fmt.Errorf("waiting to retry: %w (last error: %v)", ctx.Err(), err)
 		case <-t.C:
 		}
 	}
-	return &endcall.Analysis{
-		Analyzer:       NameLLM,
-		Sentiment:      *ans.Sentiment,
-		SentimentScore: round(*ans.SentimentScore, 4),
-		Summary:        clipRunes(strings.TrimSpace(*ans.Summary), maxSummaryRunes),
-		Metrics:        ComputeMetrics(c),
-		AnalyzedAt:     l.Builtin.now(),
-	}, ans.Outcomes, nil
 }
 
 func (l *LLM) backoff(n int) time.Duration {
@@ -136,12 +205,20 @@ type temporaryError struct{ err error }
 func (e *temporaryError) Error() string { return e.err.Error() }
 func (e *temporaryError) Unwrap() error { return e.err }
 
-// once makes one request; the duration is a 429's Retry-After.
-func (l *LLM) once(ctx context.Context, body []byte) (*modelAnswer, time.Duration, error) {
+// IsTemporary reports whether err is a failure of the LLM that a later try
+// may not meet: a timeout, a connection error, 408, 429 or a 5xx.
+func IsTemporary(err error) bool {
+	var te *temporaryError
+	return errors.As(err, &te)
+}
+
+// once makes one request and returns the answer's content; the duration is
+// the Retry-After of a 429 or 5xx.
+func (l *LLM) once(ctx context.Context, body []byte) (string, endcall.Usage, time.Duration, error) {
 	url := strings.TrimRight(l.BaseURL, "/") + "/chat/completions"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return nil, 0, fmt.Errorf("invalid base URL: %w", err)
+		return "", endcall.Usage{}, 0, fmt.Errorf("invalid base URL: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -150,43 +227,50 @@ func (l *LLM) once(ctx context.Context, body []byte) (*modelAnswer, time.Duratio
 	}
 	resp, err := l.client().Do(req)
 	if err != nil {
-		return nil, 0, &temporaryError{err}
+		return "", endcall.Usage{}, 0, &temporaryError{err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxLLMResponse+1))
 	if err != nil {
-		return nil, 0, &temporaryError{fmt.Errorf("reading response: %w", err)}
+		return "", endcall.Usage{}, 0, &temporaryError{fmt.Errorf("reading response: %w", err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(raw))
 		switch {
-		case resp.StatusCode == http.StatusTooManyRequests:
-			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			return nil, time.Duration(max(0, secs)) * time.Second, &temporaryError{err}
-		case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode >= 500:
-			return nil, 0, &temporaryError{err}
+		case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
+			return "", endcall.Usage{}, retryAfter(resp.Header.Get("Retry-After"), time.Now()), &temporaryError{err}
+		case resp.StatusCode == http.StatusRequestTimeout:
+			return "", endcall.Usage{}, 0, &temporaryError{err}
 		}
-		return nil, 0, err
+		return "", endcall.Usage{}, 0, err
 	}
 	if len(raw) > maxLLMResponse {
-		return nil, 0, fmt.Errorf("response larger than %d bytes", maxLLMResponse)
+		return "", endcall.Usage{}, 0, fmt.Errorf("response larger than %d bytes", maxLLMResponse)
 	}
-	ans, err := parseCompletion(raw)
-	return ans, 0, err
+	return parseCompletion(raw)
 }
 
-// modelAnswer is the JSON the schema asks the model for. Pointers tell a
-// missing field from a zero one.
-type modelAnswer struct {
-	Summary        *string         `json:"summary"`
-	Sentiment      *string         `json:"sentiment"`
-	SentimentScore *float64        `json:"sentiment_score"`
-	Outcomes       json.RawMessage `json:"agent_post_call_outcomes"`
+// retryAfter reads a Retry-After header: seconds or an HTTP date; 0 when
+// absent or unreadable.
+func retryAfter(h string, now time.Time) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(h); err == nil {
+		return time.Duration(max(0, secs)) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil {
+		return max(0, at.Sub(now))
+	}
+	return 0
 }
 
-// parseCompletion extracts and validates the model's answer.
-func parseCompletion(raw []byte) (*modelAnswer, error) {
+// parseCompletion extracts the content and usage of a chat completion. A
+// refusal, a cut-off or empty answer is returned as content "" with an
+// answer error, so that the model is asked once more.
+func parseCompletion(raw []byte) (string, endcall.Usage, time.Duration, error) {
 	var cr struct {
+		Model   string `json:"model"`
 		Choices []struct {
 			Message struct {
 				Content *string `json:"content"`
@@ -194,55 +278,28 @@ func parseCompletion(raw []byte) (*modelAnswer, error) {
 			} `json:"message"`
 			FinishReason string `json:"finish_reason"`
 		} `json:"choices"`
+		Usage struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
 	}
 	if err := json.Unmarshal(raw, &cr); err != nil {
-		return nil, fmt.Errorf("response is not a chat completion: %w", err)
+		return "", endcall.Usage{}, 0, fmt.Errorf("response is not a chat completion: %w", err)
 	}
+	usage := endcall.Usage{Model: cr.Model, PromptTokens: cr.Usage.PromptTokens, CompletionTokens: cr.Usage.CompletionTokens}
 	if len(cr.Choices) == 0 {
-		return nil, errors.New("response has no choices")
+		return "", usage, 0, errors.New("response has no choices")
 	}
 	ch := cr.Choices[0]
-	if ch.Message.Refusal != nil && *ch.Message.Refusal != "" {
-		return nil, fmt.Errorf("model refused: %s", snippet([]byte(*ch.Message.Refusal)))
-	}
-	if ch.FinishReason == "length" {
-		return nil, errors.New("model answer was cut off (finish_reason length)")
-	}
-	if ch.Message.Content == nil || *ch.Message.Content == "" {
-		return nil, errors.New("model answer is empty")
-	}
-	var ans modelAnswer
-	dec := json.NewDecoder(strings.NewReader(*ch.Message.Content))
-	if err := dec.Decode(&ans); err != nil {
-		return nil, fmt.Errorf("model answer is not the requested JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("model answer has data after the JSON object")
-	}
 	switch {
-	case ans.Summary == nil:
-		return nil, errors.New("model answer has no summary")
-	case strings.TrimSpace(*ans.Summary) == "":
-		return nil, errors.New("model answer has an empty summary")
-	case ans.Sentiment == nil:
-		return nil, errors.New("model answer has no sentiment")
-	case *ans.Sentiment != Positive && *ans.Sentiment != Neutral && *ans.Sentiment != Negative:
-		return nil, fmt.Errorf("model answer has sentiment %q, want positive, neutral or negative", *ans.Sentiment)
-	case ans.SentimentScore == nil:
-		return nil, errors.New("model answer has no sentiment_score")
-	case *ans.SentimentScore < -1 || *ans.SentimentScore > 1:
-		return nil, fmt.Errorf("model answer has sentiment_score %v, want -1 to 1", *ans.SentimentScore)
+	case ch.Message.Refusal != nil && *ch.Message.Refusal != "":
+		return "", usage, 0, &InvalidAnswerError{fmt.Errorf("model refused: %s", snippet([]byte(*ch.Message.Refusal)))}
+	case ch.FinishReason == "length":
+		return "", usage, 0, &InvalidAnswerError{errors.New("model answer was cut off (finish_reason length)")}
+	case ch.Message.Content == nil || *ch.Message.Content == "":
+		return "", usage, 0, &InvalidAnswerError{errors.New("model answer is empty")}
 	}
-	out := bytes.TrimSpace(ans.Outcomes)
-	if len(out) == 0 || out[0] != '{' {
-		return nil, errors.New("model answer's agent_post_call_outcomes is not a JSON object")
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, out); err != nil {
-		return nil, fmt.Errorf("model answer's agent_post_call_outcomes: %w", err)
-	}
-	ans.Outcomes = compact.Bytes()
-	return &ans, nil
+	return *ch.Message.Content, usage, 0, nil
 }
 
 // The request: a system prompt, the transcript, and the schema.
@@ -269,39 +326,22 @@ type jsonSchema struct {
 	Schema json.RawMessage `json:"schema"`
 }
 
-// answerSchema is the strict JSON schema of the model's answer. Strict
-// structured output requires every object to list all its properties as
-// required and to forbid others, so agent_post_call_outcomes has a fixed
-// shape.
-const answerSchema = `{
-  "type": "object",
-  "properties": {
-    "summary": {"type": "string", "description": "Two to four factual sentences on what the call was about and how it ended, in the language of the call."},
-    "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"], "description": "The caller's (user's) overall sentiment, not the agent's."},
-    "sentiment_score": {"type": "number", "description": "The caller's sentiment from -1 (very negative) to 1 (very positive); 0 is neutral."},
-    "agent_post_call_outcomes": {
-      "type": "object",
-      "properties": {
-        "call_successful": {"type": "boolean", "description": "Whether the agent achieved the purpose of the call."},
-        "outcome": {"type": "string", "description": "The result of the call in a few words, e.g. appointment booked, callback requested, not interested."},
-        "customer_intent": {"type": "string", "description": "What the caller wanted, in a few words."},
-        "follow_up_required": {"type": "boolean", "description": "Whether someone must act after the call."},
-        "action_items": {"type": "array", "items": {"type": "string"}, "description": "Concrete follow-up actions; empty when none."}
-      },
-      "required": ["call_successful", "outcome", "customer_intent", "follow_up_required", "action_items"],
-      "additionalProperties": false
-    }
-  },
-  "required": ["summary", "sentiment", "sentiment_score", "agent_post_call_outcomes"],
-  "additionalProperties": false
-}`
-
 const systemPrompt = `You analyze phone calls between an AI voice agent ("agent") and a caller ("user").
 Answer only with JSON that follows the given schema.
 The sentiment and sentiment_score describe the caller (the "user" lines), never the agent.
-Base every statement on the transcript; do not invent details.`
+Base every statement on the transcript; do not invent details. Where the transcript does not
+tell a value that may be null, answer null.`
 
-func (l *LLM) request(c *endcall.Call) chatRequest {
+func (l *LLM) request(c *endcall.Call, plan *endcall.AnalysisPlan, schema *Schema) chatRequest {
+	system := systemPrompt
+	if plan != nil {
+		if s := strings.TrimSpace(plan.SummaryInstructions); s != "" {
+			system += "\n\nInstructions for the summary:\n" + s
+		}
+		if r := plan.SuccessRubric; r != nil {
+			system += "\n\nJudge the call's success (the \"success\" property) by these criteria:\n" + r.Criteria
+		}
+	}
 	var b strings.Builder
 	if c.CallDirection != "" {
 		fmt.Fprintf(&b, "Call direction: %s\n", c.CallDirection)
@@ -325,7 +365,7 @@ func (l *LLM) request(c *endcall.Call) chatRequest {
 	return chatRequest{
 		Model: l.Model,
 		Messages: []chatMessage{
-			{Role: "system", Content: systemPrompt},
+			{Role: "system", Content: system},
 			{Role: "user", Content: b.String()},
 		},
 		ResponseFormat: responseFormat{
@@ -333,7 +373,7 @@ func (l *LLM) request(c *endcall.Call) chatRequest {
 			JSONSchema: jsonSchema{
 				Name:   "call_analysis",
 				Strict: true,
-				Schema: json.RawMessage(answerSchema),
+				Schema: schema.JSON,
 			},
 		},
 	}

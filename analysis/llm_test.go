@@ -4,171 +4,143 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/analysis/llmtest"
 )
 
-const (
-	testModel  = "test-model"
-	testAPIKey = "sk-test"
-)
+const testAPIKey = "sk-test"
 
-// goodAnswer is what a well-behaved model returns for negativeCall.
+// goodAnswer is what a well-behaved model returns for negativeCall without
+// a plan.
 const goodAnswer = `{"summary":"The caller complained about a late order and asked for a refund.","sentiment":"negative","sentiment_score":-0.8,` +
 	`"agent_post_call_outcomes":{"call_successful":false,"outcome":"refund requested","customer_intent":"get a refund",` +
 	`"follow_up_required":true,"action_items":["process refund"]}}`
 
-// fakeLLM is an OpenAI-compatible chat-completions endpoint. It checks
-// each request's shape, then answers with the next entry of replies (the
-// last one repeats).
-type fakeLLM struct {
-	t        *testing.T
-	replies  []reply
-	requests atomic.Int32
+// testPlan has a field of each type, required and optional, and a score
+// rubric.
+var testPlan = &endcall.AnalysisPlan{
+	ID: "5b1f6a3e-0000-4000-8000-000000000001", Name: "support", Version: 3,
+	SummaryInstructions: "Mention the order number.",
+	Fields: []endcall.PlanField{
+		{Name: "order_number", Type: endcall.FieldString, Description: "The order the caller asks about.", Required: true},
+		{Name: "reason", Type: endcall.FieldEnum, Choices: []string{"late", "damaged", "other"}},
+		{Name: "items", Type: endcall.FieldInteger},
+		{Name: "refund_amount", Type: endcall.FieldNumber},
+		{Name: "escalated", Type: endcall.FieldBoolean, Required: true},
+	},
+	SuccessRubric: &endcall.SuccessRubric{Type: endcall.RubricScore, Criteria: "The caller's problem is solved."},
 }
 
-type reply struct {
-	status     int
-	content    string // the model's message content, wrapped in a chat completion
-	raw        string // when set, sent as the body instead
-	retryAfter string
-	delay      time.Duration
+// planAnswer answers testPlan; with replaces one piece of it.
+func planAnswer(with ...string) string {
+	s := `{"summary":"Order 42 was late; a refund was promised.","sentiment":"negative","sentiment_score":-0.6,` +
+		`"agent_post_call_outcomes":{"call_successful":true,"outcome":"refund","customer_intent":"refund","follow_up_required":false,"action_items":[]},` +
+		`"fields":{"order_number":"42","reason":"late","items":2,"refund_amount":null,"escalated":false},` +
+		`"success":{"score":7,"reason":"A refund was promised."}}`
+	for i := 0; i+1 < len(with); i += 2 {
+		s = strings.Replace(s, with[i], with[i+1], 1)
+	}
+	return s
 }
 
-func newFakeLLM(t *testing.T, replies ...reply) (*fakeLLM, *LLM) {
-	t.Helper()
-	f := &fakeLLM{t: t, replies: replies}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, &LLM{
-		BaseURL:     srv.URL + "/v1/",
-		APIKey:      testAPIKey,
-		Model:       testModel,
-		Timeout:     2 * time.Second,
-		MaxAttempts: 3,
-		Backoff:     func(int) time.Duration { return time.Millisecond },
-		Builtin:     Builtin{Now: clock},
+func newLLM(f *llmtest.Server) *LLM {
+	return &LLM{
+		BaseURL: f.URL, APIKey: testAPIKey, Model: "test-model",
+		Timeout: 2 * time.Second, MaxAttempts: 3,
+		Backoff: func(int) time.Duration { return time.Millisecond },
+		Builtin: Builtin{Now: clock},
 	}
 }
 
-func (f *fakeLLM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	t := f.t
-	n := int(f.requests.Add(1))
-	raw, _ := io.ReadAll(r.Body)
-	if got, want := r.Method+" "+r.URL.Path, "POST /v1/chat/completions"; got != want {
-		t.Errorf("request: got %q, want %q", got, want)
-	}
-	if got, want := r.Header.Get("Authorization"), "Bearer "+testAPIKey; got != want {
-		t.Errorf("Authorization: got %q, want %q", got, want)
-	}
-	if got, want := r.Header.Get("Content-Type"), "application/json"; got != want {
-		t.Errorf("Content-Type: got %q, want %q", got, want)
-	}
-	var req struct {
-		Model    string `json:"model"`
-		Messages []struct {
-			Role    string `json:"role"`
-			Content string `json:"content"`
-		} `json:"messages"`
-		ResponseFormat struct {
-			Type       string `json:"type"`
-			JSONSchema struct {
-				Name   string `json:"name"`
-				Strict bool   `json:"strict"`
-				Schema struct {
-					Type                 string                     `json:"type"`
-					Required             []string                   `json:"required"`
-					Properties           map[string]json.RawMessage `json:"properties"`
-					AdditionalProperties *bool                      `json:"additionalProperties"`
-				} `json:"schema"`
-			} `json:"json_schema"`
-		} `json:"response_format"`
-	}
-	if err := json.Unmarshal(raw, &req); err != nil {
-		t.Errorf("request body %q: %v", raw, err)
-	}
-	if req.Model != testModel {
-		t.Errorf("model: got %q, want %q", req.Model, testModel)
-	}
-	rf := req.ResponseFormat
-	if rf.Type != "json_schema" || rf.JSONSchema.Name == "" || !rf.JSONSchema.Strict {
-		t.Errorf("response_format: got type %q name %q strict %v, want json_schema, a name, strict", rf.Type, rf.JSONSchema.Name, rf.JSONSchema.Strict)
-	}
-	sch := rf.JSONSchema.Schema
-	wantReq := []string{"summary", "sentiment", "sentiment_score", "agent_post_call_outcomes"}
-	if sch.Type != "object" || !reflect.DeepEqual(sch.Required, wantReq) || sch.AdditionalProperties == nil || *sch.AdditionalProperties {
-		t.Errorf("schema: got type %q required %v additionalProperties %v, want object, %v, false", sch.Type, sch.Required, sch.AdditionalProperties, wantReq)
-	}
-	if !strings.Contains(string(sch.Properties["sentiment"]), `"enum":["positive","neutral","negative"]`) {
-		t.Errorf("schema sentiment: got %s, want the three labels as an enum", sch.Properties["sentiment"])
-	}
-	if len(req.Messages) != 2 || req.Messages[0].Role != "system" || req.Messages[1].Role != "user" ||
-		!strings.Contains(req.Messages[1].Content, "user: I'm angry and frustrated.") {
-		t.Errorf("messages: got %+v, want a system prompt and the transcript", req.Messages)
-	}
-
-	rp := f.replies[min(n, len(f.replies))-1]
-	if rp.delay > 0 {
-		select {
-		case <-time.After(rp.delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if rp.retryAfter != "" {
-		w.Header().Set("Retry-After", rp.retryAfter)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(rp.status)
-	if rp.raw != "" || rp.status != http.StatusOK {
-		io.WriteString(w, rp.raw)
-		return
-	}
-	completion := map[string]any{
-		"id": "chatcmpl-1", "object": "chat.completion", "model": testModel,
-		"choices": []any{map[string]any{
-			"index": 0, "finish_reason": "stop",
-			"message": map[string]any{"role": "assistant", "content": rp.content, "refusal": nil},
-		}},
-	}
-	json.NewEncoder(w).Encode(completion)
-}
-
-func ok(content string) reply { return reply{status: 200, content: content} }
-
-func TestLLMAnalyze(t *testing.T) {
+func TestLLMAnalyzeWithPlan(t *testing.T) {
 	t.Parallel()
-	f, l := newFakeLLM(t, ok(goodAnswer))
-	a, out, err := l.Analyze(context.Background(), negativeCall)
+	f := llmtest.New(t, llmtest.OK(planAnswer()))
+	a, out, err := newLLM(f).Analyze(context.Background(), negativeCall, testPlan)
 	if err != nil {
 		t.Fatalf("Analyze: %v", err)
 	}
+	id, version, score := testPlan.ID, 3, 7
 	want := &endcall.Analysis{
-		Analyzer:       NameLLM,
-		Sentiment:      Negative,
-		SentimentScore: -0.8,
-		Summary:        "The caller complained about a late order and asked for a refund.",
-		Metrics:        ComputeMetrics(negativeCall),
-		AnalyzedAt:     fixedNow,
+		Analyzer: NameLLM, Sentiment: Negative, SentimentScore: -0.6,
+		Summary: "Order 42 was late; a refund was promised.",
+		Metrics: ComputeMetrics(negativeCall), AnalyzedAt: fixedNow,
+		PlanID: &id, PlanVersion: &version,
+		Fields: map[string]json.RawMessage{"order_number": json.RawMessage(`"42"`), "reason": json.RawMessage(`"late"`),
+			"items": json.RawMessage(`2`), "refund_amount": json.RawMessage(`null`), "escalated": json.RawMessage(`false`)},
+		Success: &endcall.Success{Score: &score, Reason: "A refund was promised."},
+		Usage:   &endcall.Usage{Model: "fake-model", PromptTokens: 100, CompletionTokens: 20},
 	}
-	if !reflect.DeepEqual(a, want) {
+	if jsonOf(a) != jsonOf(want) {
 		t.Errorf("Analysis:\n got %s\nwant %s", jsonOf(a), jsonOf(want))
 	}
-	wantOut := `{"call_successful":false,"outcome":"refund requested","customer_intent":"get a refund","follow_up_required":true,"action_items":["process refund"]}`
-	if string(out) != wantOut {
-		t.Errorf("agent_post_call_outcomes: got %s, want %s", out, wantOut)
+	if !strings.Contains(string(out), `"outcome":"refund"`) {
+		t.Errorf("agent_post_call_outcomes: got %s", out)
 	}
-	if got := f.requests.Load(); got != 1 {
-		t.Errorf("requests: got %d, want 1", got)
+
+	reqs := f.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("requests: got %d, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if r.Method+" "+r.Path != "POST /v1/chat/completions" || r.Authorization != "Bearer "+testAPIKey || r.ContentType != "application/json" || r.Model != "test-model" {
+		t.Errorf("request: got %s %s auth %q type %q model %q", r.Method, r.Path, r.Authorization, r.ContentType, r.Model)
+	}
+	rf := r.ResponseFormat
+	if rf.Type != "json_schema" || rf.JSONSchema.Name != "call_analysis" || !rf.JSONSchema.Strict {
+		t.Errorf("response_format: got %+v, want a strict json_schema", rf)
+	}
+	var schema struct {
+		Properties struct {
+			Fields struct {
+				Properties map[string]map[string]any `json:"properties"`
+				Required   []string                  `json:"required"`
+			} `json:"fields"`
+			Success struct {
+				Required []string `json:"required"`
+			} `json:"success"`
+		} `json:"properties"`
+		Required []string `json:"required"`
+	}
+	if err := json.Unmarshal(rf.JSONSchema.Schema, &schema); err != nil {
+		t.Fatal(err)
+	}
+	fp := schema.Properties.Fields.Properties
+	if got := fp["order_number"]["type"]; got != "string" {
+		t.Errorf("order_number (required) type: got %v, want string", got)
+	}
+	if got := jsonOf(fp["reason"]["type"]) + jsonOf(fp["reason"]["enum"]); got != `["string","null"]["late","damaged","other",null]` {
+		t.Errorf("reason (optional enum): got %s", got)
+	}
+	if got := jsonOf(fp["items"]["type"]); got != `["integer","null"]` {
+		t.Errorf("items (optional integer) type: got %s", got)
+	}
+	if !slices.Equal(schema.Required, []string{"summary", "sentiment", "sentiment_score", "agent_post_call_outcomes", "fields", "success"}) ||
+		!slices.Equal(schema.Properties.Success.Required, []string{"score", "reason"}) {
+		t.Errorf("required: got %v and success %v", schema.Required, schema.Properties.Success.Required)
+	}
+	if len(r.Messages) != 2 || !strings.Contains(r.Messages[0].Content, "Mention the order number.") ||
+		!strings.Contains(r.Messages[0].Content, "The caller's problem is solved.") ||
+		!strings.Contains(r.Messages[1].Content, "user: I'm angry and frustrated.") {
+		t.Errorf("messages: got %+v, want the instructions, the criteria and the transcript", r.Messages)
+	}
+}
+
+func TestLLMAnalyzeWithoutPlan(t *testing.T) {
+	t.Parallel()
+	f := llmtest.New(t, llmtest.OK(goodAnswer))
+	a, _, err := newLLM(f).Analyze(context.Background(), negativeCall, nil)
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	if a.PlanID != nil || a.Fields != nil || a.Success != nil || a.Usage == nil || a.Sentiment != Negative {
+		t.Errorf("got %s, want no plan parts and usage", jsonOf(a))
 	}
 }
 
@@ -176,100 +148,181 @@ func TestLLMRetries(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name         string
-		replies      []reply
+		replies      []llmtest.Reply
 		wantErr      bool
-		wantRequests int32
+		wantRequests int
 	}{
-		{"500 then success", []reply{{status: 500, raw: `{"error":{"message":"overloaded"}}`}, ok(goodAnswer)}, false, 2},
-		{"429 then success", []reply{{status: 429, retryAfter: "0"}, ok(goodAnswer)}, false, 2},
-		{"502, 503 then success", []reply{{status: 502}, {status: 503}, ok(goodAnswer)}, false, 3},
-		{"always 500", []reply{{status: 500}}, true, 3},
-		{"timeouts", []reply{{status: 200, content: goodAnswer, delay: 3 * time.Second}}, true, 3},
-		{"401 is not retried", []reply{{status: 401, raw: `{"error":{"message":"bad key"}}`}}, true, 1},
-		{"400 is not retried", []reply{{status: 400}}, true, 1},
+		{"500 then success", []llmtest.Reply{{Status: 500, Raw: `{"error":{"message":"overloaded"}}`}, llmtest.OK(goodAnswer)}, false, 2},
+		{"429 then success", []llmtest.Reply{{Status: 429, RetryAfter: "0"}, llmtest.OK(goodAnswer)}, false, 2},
+		{"502, 503 then success", []llmtest.Reply{{Status: 502}, {Status: 503}, llmtest.OK(goodAnswer)}, false, 3},
+		{"always 500", []llmtest.Reply{{Status: 500}}, true, 3},
+		{"slow answers past the timeout", []llmtest.Reply{{Content: goodAnswer, Delay: 3 * time.Second}}, true, 3},
+		{"429 asking to wait beyond the backoff cap", []llmtest.Reply{{Status: 429, RetryAfter: "120"}, llmtest.OK(goodAnswer)}, true, 1},
+		{"401 is not retried", []llmtest.Reply{{Status: 401, Raw: `{"error":{"message":"bad key"}}`}}, true, 1},
+		{"400 is not retried", []llmtest.Reply{{Status: 400}}, true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, l := newFakeLLM(t, tt.replies...)
+			f := llmtest.New(t, tt.replies...)
+			l := newLLM(f)
 			l.Timeout = 200 * time.Millisecond
-			a, _, err := l.Analyze(context.Background(), negativeCall)
+			a, _, err := l.Analyze(context.Background(), negativeCall, nil)
 			if gotErr := err != nil; gotErr != tt.wantErr {
 				t.Fatalf("Analyze: got %v, want error %v", err, tt.wantErr)
 			}
 			if err == nil && a.Analyzer != NameLLM {
 				t.Errorf("Analyzer: got %q, want %q", a.Analyzer, NameLLM)
 			}
-			if got := f.requests.Load(); got != tt.wantRequests {
+			if got := len(f.Requests()); got != tt.wantRequests {
 				t.Errorf("requests: got %d, want %d", got, tt.wantRequests)
 			}
 		})
 	}
 }
 
-func TestLLMInvalidAnswers(t *testing.T) {
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"7", 7 * time.Second},
+		{"-3", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+		{"soon", 0},
+	}
+	for _, tt := range tests {
+		if got := retryAfter(tt.header, now); got != tt.want {
+			t.Errorf("retryAfter(%q): got %v, want %v", tt.header, got, tt.want)
+		}
+	}
+}
+
+func TestLLMAsksAgainWithTheValidationErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		reply reply
-		want  string
+		name    string
+		bad     string
+		wantErr string // in the message sent back to the model
 	}{
-		{"not JSON", ok(`Sure! Here is the analysis: positive`), "not the requested JSON"},
-		{"bad enum", ok(strings.Replace(goodAnswer, `"negative"`, `"angry"`, 1)), `sentiment "angry"`},
-		{"score out of range", ok(strings.Replace(goodAnswer, `-0.8`, `-3`, 1)), "sentiment_score -3"},
-		{"score as string", ok(strings.Replace(goodAnswer, `-0.8`, `"-0.8"`, 1)), "not the requested JSON"},
-		{"missing summary", ok(`{"sentiment":"neutral","sentiment_score":0,"agent_post_call_outcomes":{}}`), "no summary"},
-		{"missing score", ok(`{"summary":"s","sentiment":"neutral","agent_post_call_outcomes":{}}`), "no sentiment_score"},
-		{"outcomes not an object", ok(`{"summary":"s","sentiment":"neutral","sentiment_score":0,"agent_post_call_outcomes":["x"]}`), "not a JSON object"},
-		{"trailing data", ok(goodAnswer + ` {}`), "data after"},
-		{"refusal", reply{status: 200, raw: `{"choices":[{"message":{"content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}`}, "refused"},
-		{"cut off", reply{status: 200, raw: `{"choices":[{"message":{"content":"{\"summary\":\"s"},"finish_reason":"length"}]}`}, "cut off"},
-		{"no choices", reply{status: 200, raw: `{"choices":[]}`}, "no choices"},
-		{"not a completion", reply{status: 200, raw: `<html>`}, "not a chat completion"},
+		{"text that is not JSON", `Sure! The caller was angry.`, "not JSON"},
+		{"trailing data", planAnswer() + ` {}`, "not JSON"},
+		{"missing required field", planAnswer(`"order_number":"42",`, ``), "order_number"},
+		{"value outside the enum", planAnswer(`"reason":"late"`, `"reason":"weather"`), "/fields/reason"},
+		{"wrong type", planAnswer(`"items":2`, `"items":"two"`), "/fields/items"},
+		{"null for a required field", planAnswer(`"escalated":false`, `"escalated":null`), "/fields/escalated"},
+		{"score out of range", planAnswer(`"score":7`, `"score":11`), "/success/score"},
+		{"sentiment outside the enum", planAnswer(`"negative"`, `"angry"`), "/sentiment"},
+		{"extra property", planAnswer(`"items":2`, `"items":2,"mood":"bad"`), "mood"},
+		{"empty summary", planAnswer(`"Order 42 was late; a refund was promised."`, `" "`), "summary"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, l := newFakeLLM(t, tt.reply)
-			_, _, err := l.Analyze(context.Background(), negativeCall)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Analyze: got %v, want an error containing %q", err, tt.want)
+			f := llmtest.New(t, llmtest.OK(tt.bad), llmtest.OK(planAnswer()))
+			a, _, err := newLLM(f).Analyze(context.Background(), negativeCall, testPlan)
+			if err != nil {
+				t.Fatalf("Analyze: %v", err)
 			}
-			if got := f.requests.Load(); got != 1 {
-				t.Errorf("requests: got %d, want 1 (an invalid answer is not retried)", got)
+			if a.Analyzer != NameLLM || string(a.Fields["order_number"]) != `"42"` {
+				t.Errorf("got %s, want the second answer", jsonOf(a))
+			}
+			if a.Usage.PromptTokens != 200 || a.Usage.CompletionTokens != 40 {
+				t.Errorf("usage: got %+v, want both requests counted", a.Usage)
+			}
+			reqs := f.Requests()
+			if len(reqs) != 2 {
+				t.Fatalf("requests: got %d, want 2", len(reqs))
+			}
+			m := reqs[1].Messages
+			if len(m) != 4 || m[2].Role != "assistant" || m[2].Content != tt.bad || m[3].Role != "user" || !strings.Contains(m[3].Content, tt.wantErr) {
+				t.Errorf("second request's messages: got %+v, want the bad answer and errors naming %q", m, tt.wantErr)
 			}
 		})
 	}
 }
 
+func TestLLMInvalidTwice(t *testing.T) {
+	t.Parallel()
+	bad := planAnswer(`"reason":"late"`, `"reason":"weather"`)
+	f := llmtest.New(t, llmtest.OK(bad))
+	_, _, err := newLLM(f).Analyze(context.Background(), negativeCall, testPlan)
+	var invalid *InvalidAnswerError
+	if !errors.As(err, &invalid) || IsTemporary(err) {
+		t.Fatalf("Analyze: got %v, want an *InvalidAnswerError", err)
+	}
+	if got := len(f.Requests()); got != 2 {
+		t.Errorf("requests: got %d, want 2", got)
+	}
+
+	// Behind Fallback: the built-in result, with no fields or verdict and
+	// the reason.
+	f = llmtest.New(t, llmtest.OK(bad))
+	a, out, err := Fallback{Primary: newLLM(f), Secondary: Builtin{Now: clock}}.Analyze(context.Background(), negativeCall, testPlan)
+	if err != nil {
+		t.Fatalf("Fallback: %v", err)
+	}
+	if a.Analyzer != NameBuiltin || a.Fields != nil || a.Success != nil || a.Usage != nil || out != nil ||
+		a.Error == nil || !strings.Contains(*a.Error, "/fields/reason") || a.PlanID == nil || *a.PlanID != testPlan.ID {
+		t.Errorf("Fallback: got %s, want the builtin result naming the plan, with the error", jsonOf(a))
+	}
+}
+
+func TestLLMRefusalAndCutOffAreAskedAgain(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		`{"choices":[{"message":{"content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}`,
+		`{"choices":[{"message":{"content":"{\"summary\":\"s"},"finish_reason":"length"}]}`,
+	} {
+		f := llmtest.New(t, llmtest.Reply{Raw: raw}, llmtest.OK(goodAnswer))
+		if _, _, err := newLLM(f).Analyze(context.Background(), negativeCall, nil); err != nil {
+			t.Errorf("Analyze after %s: %v", raw, err)
+		}
+		if got := len(f.Requests()); got != 2 {
+			t.Errorf("requests after %s: got %d, want 2", raw, got)
+		}
+	}
+}
+
+func TestLLMNotACompletion(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{`<html>`, `{"choices":[]}`} {
+		f := llmtest.New(t, llmtest.Reply{Raw: raw})
+		if _, _, err := newLLM(f).Analyze(context.Background(), negativeCall, nil); err == nil {
+			t.Errorf("Analyze with %s: got nil error", raw)
+		}
+	}
+}
+
 func TestLLMEmptyTranscriptSkipsModel(t *testing.T) {
 	t.Parallel()
-	f, l := newFakeLLM(t, ok(goodAnswer))
-	a, out, err := l.Analyze(context.Background(), callWith())
+	f := llmtest.New(t, llmtest.OK(goodAnswer))
+	a, out, err := newLLM(f).Analyze(context.Background(), callWith(), testPlan)
 	if err != nil {
 		t.Fatalf("Analyze: %v", err)
 	}
-	if a.Analyzer != NameBuiltin || a.Summary != EmptySummary || out != nil {
-		t.Errorf("got analyzer %q summary %q outcomes %s, want the builtin empty result", a.Analyzer, a.Summary, out)
+	if a.Analyzer != NameBuiltin || a.Summary != EmptySummary || out != nil || len(a.Fields) != len(testPlan.Fields) {
+		t.Errorf("got %s, want the builtin empty result listing the plan's fields", jsonOf(a))
 	}
-	if got := f.requests.Load(); got != 0 {
+	if got := len(f.Requests()); got != 0 {
 		t.Errorf("requests: got %d, want 0", got)
 	}
 }
 
 func TestLLMHonoursContext(t *testing.T) {
 	t.Parallel()
-	_, l := newFakeLLM(t, reply{status: 503})
+	f := llmtest.New(t, llmtest.Reply{Status: 503})
+	l := newLLM(f)
 	l.Backoff = func(int) time.Duration { return time.Hour }
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	start := time.Now()
-	_, _, err := l.Analyze(ctx, negativeCall)
+	_, _, err := l.Analyze(ctx, negativeCall, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Analyze: got %v, want context.DeadlineExceeded", err)
-	}
-	if el := time.Since(start); el > 2*time.Second {
-		t.Errorf("Analyze took %v after its context ended, want it to stop waiting", el)
 	}
 }
 
@@ -277,43 +330,42 @@ func TestFallback(t *testing.T) {
 	t.Parallel()
 	t.Run("LLM always failing falls back to builtin", func(t *testing.T) {
 		t.Parallel()
-		f, l := newFakeLLM(t, reply{status: 500})
+		f := llmtest.New(t, llmtest.Reply{Status: 500})
 		var fellBack []error
-		an := Fallback{Primary: l, Secondary: Builtin{Now: clock}, OnFallback: func(_ *endcall.Call, err error) {
+		an := Fallback{Primary: newLLM(f), Secondary: Builtin{Now: clock}, OnFallback: func(_ *endcall.Call, err error) {
 			fellBack = append(fellBack, err)
 		}}
-		a, out, err := an.Analyze(context.Background(), negativeCall)
+		a, out, err := an.Analyze(context.Background(), negativeCall, nil)
 		if err != nil {
 			t.Fatalf("Analyze: %v", err)
 		}
 		want := analyze(t, negativeCall)
-		if !reflect.DeepEqual(a, want) {
-			t.Errorf("Analysis:\n got %s\nwant the builtin %s", jsonOf(a), jsonOf(want))
+		want.Error = a.Error
+		if !reflect.DeepEqual(a, want) || a.Error == nil || !strings.Contains(*a.Error, "HTTP 500") {
+			t.Errorf("Analysis:\n got %s\nwant the builtin %s with the error", jsonOf(a), jsonOf(want))
 		}
-		if a.Analyzer != NameBuiltin || out != nil {
-			t.Errorf("got analyzer %q outcomes %s, want builtin and none", a.Analyzer, out)
-		}
-		if len(fellBack) != 1 || !strings.Contains(fellBack[0].Error(), "HTTP 500") {
-			t.Errorf("OnFallback: got %v, want one call with the HTTP 500 error", fellBack)
-		}
-		if got := f.requests.Load(); got != 3 {
-			t.Errorf("requests: got %d, want 3", got)
+		if out != nil || len(fellBack) != 1 {
+			t.Errorf("got outcomes %s and %d fallbacks, want none and 1", out, len(fellBack))
 		}
 	})
-	t.Run("LLM succeeding", func(t *testing.T) {
+	t.Run("temporary failure deferred while the task has retries", func(t *testing.T) {
 		t.Parallel()
-		_, l := newFakeLLM(t, ok(goodAnswer))
-		a, out, err := Fallback{Primary: l, Secondary: Builtin{Now: clock}}.Analyze(context.Background(), negativeCall)
-		if err != nil || a.Analyzer != NameLLM || out == nil {
-			t.Errorf("got %v, %s, %v; want the llm result", a, out, err)
+		f := llmtest.New(t, llmtest.Reply{Status: 429, RetryAfter: "600"})
+		an := Fallback{Primary: newLLM(f), Secondary: Builtin{Now: clock}, Defer: func(context.Context) bool { return true }}
+		if a, _, err := an.Analyze(context.Background(), negativeCall, nil); err == nil || !IsTemporary(err) {
+			t.Errorf("got %s, %v; want the temporary error", jsonOf(a), err)
+		}
+		an.Defer = func(context.Context) bool { return false }
+		if a, _, err := an.Analyze(context.Background(), negativeCall, nil); err != nil || a.Analyzer != NameBuiltin {
+			t.Errorf("last attempt: got %s, %v; want the builtin result", jsonOf(a), err)
 		}
 	})
 	t.Run("context ended: no fallback", func(t *testing.T) {
 		t.Parallel()
-		_, l := newFakeLLM(t, reply{status: 500})
+		f := llmtest.New(t, llmtest.Reply{Status: 500})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		a, _, err := Fallback{Primary: l, Secondary: Builtin{Now: clock}}.Analyze(ctx, negativeCall)
+		a, _, err := Fallback{Primary: newLLM(f), Secondary: Builtin{Now: clock}}.Analyze(ctx, negativeCall, nil)
 		if err == nil {
 			t.Errorf("got %s, want an error so that the task runs again", jsonOf(a))
 		}
@@ -340,10 +392,6 @@ func TestNew(t *testing.T) {
 	if l, isLLM := fb.Primary.(*LLM); !isLLM || l.Model != "m" {
 		t.Errorf("New with LLM: primary %#v, want *LLM with model m", fb.Primary)
 	}
-	if _, isBuiltin := fb.Secondary.(Builtin); !isBuiltin {
-		t.Errorf("New with LLM: secondary %T, want Builtin", fb.Secondary)
-	}
-
 	bad := []Config{
 		{LLMBaseURL: "https://api.example.com/v1"},     // no model
 		{LLMBaseURL: "api.example.com", LLMModel: "m"}, // no scheme
@@ -366,11 +414,10 @@ func TestAnswerSchemaIsStrict(t *testing.T) {
 	walk = func(path string, s map[string]any) {
 		if s["type"] == "object" {
 			props, _ := s["properties"].(map[string]any)
-			var names []string
+			var names, req []string
 			for k := range props {
 				names = append(names, k)
 			}
-			var req []string
 			for _, r := range s["required"].([]any) {
 				req = append(req, r.(string))
 			}
@@ -390,9 +437,15 @@ func TestAnswerSchemaIsStrict(t *testing.T) {
 			walk(path+"[]", items)
 		}
 	}
-	var s map[string]any
-	if err := json.Unmarshal([]byte(answerSchema), &s); err != nil {
-		t.Fatalf("schema: %v", err)
+	for _, plan := range []*endcall.AnalysisPlan{nil, testPlan} {
+		sch, err := CompileSchema(plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s map[string]any
+		if err := json.Unmarshal(sch.JSON, &s); err != nil {
+			t.Fatalf("schema: %v", err)
+		}
+		walk("$", s)
 	}
-	walk("$", s)
 }

@@ -20,6 +20,13 @@ func (s *Server) routes() {
 	v1.HandleFunc("/providers/twilio/status", s.handleTwilioStatus).Methods(http.MethodPost)
 	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handleGetCall))).Methods(http.MethodGet)
 	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handlePatchCall))).Methods(http.MethodPatch)
+	v1.Handle("/calls/{id}/analyze", s.authenticate(http.HandlerFunc(s.handleReanalyze))).Methods(http.MethodPost)
+
+	v1.Handle("/analysis-plans", s.authenticate(http.HandlerFunc(s.handleCreatePlan))).Methods(http.MethodPost)
+	v1.Handle("/analysis-plans", s.authenticate(http.HandlerFunc(s.handleListPlans))).Methods(http.MethodGet)
+	v1.Handle("/analysis-plans/{id}", s.authenticate(http.HandlerFunc(s.handleGetPlan))).Methods(http.MethodGet)
+	v1.Handle("/analysis-plans/{id}", s.authenticate(http.HandlerFunc(s.handleReplacePlan))).Methods(http.MethodPut)
+	v1.Handle("/analysis-plans/{id}", s.authenticate(http.HandlerFunc(s.handleDeletePlan))).Methods(http.MethodDelete)
 
 	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleCreatePhoneNumber))).Methods(http.MethodPost)
 	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleListPhoneNumbers))).Methods(http.MethodGet)

@@ -33,6 +33,9 @@ type Deps struct {
 	Store     Store
 	Webhooks  WebhookStore
 	Redeliver Redeliverer
+	// Plans stores analysis plans and owes re-analyses, which Queue queues.
+	Plans PlanStore
+	Queue endcall.Queue
 	// AllowPrivateWebhooks is WEBHOOK_ALLOW_PRIVATE_NETWORKS.
 	AllowPrivateWebhooks bool
 	Calls                endcall.CallService
@@ -53,6 +56,8 @@ type Server struct {
 	store        Store
 	webhooks     WebhookStore
 	redeliver    Redeliverer
+	plans        PlanStore
+	queue        endcall.Queue
 	allowPrivate bool
 	calls        endcall.CallService
 	log          *slog.Logger
@@ -67,7 +72,7 @@ type Server struct {
 
 // NewServer returns the API with every route mounted (see routes.go).
 func NewServer(d Deps) *Server {
-	s := &Server{store: d.Store, webhooks: d.Webhooks, redeliver: d.Redeliver, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, twilio: d.Twilio, legacy: d.LegacyEmptyErrors, now: d.Now}
+	s := &Server{store: d.Store, webhooks: d.Webhooks, redeliver: d.Redeliver, plans: d.Plans, queue: d.Queue, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, twilio: d.Twilio, legacy: d.LegacyEmptyErrors, now: d.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}

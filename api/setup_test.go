@@ -101,7 +101,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		ProviderTimeout: o.providerTimeout, EnqueueTimeout: 500 * time.Millisecond,
 	}
 	deps := api.Deps{
-		Store: apiStore, Webhooks: apiStore, Redeliver: enq, AllowPrivateWebhooks: o.allowPrivate,
+		Store: apiStore, Webhooks: apiStore, Redeliver: enq, Plans: apiStore, Queue: enq, AllowPrivateWebhooks: o.allowPrivate,
 		Calls: svc, Log: log, LegacyEmptyErrors: o.legacy,
 		JWT: api.JWTConfig{Secret: o.jwtSecret},
 		Twilio: api.TwilioConfig{Dialer: b.tel, Numbers: b.tel, VoiceURL: testVoiceURL, PublicBaseURL: testPublicURL,

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 
 	"github.com/hibiken/asynq"
@@ -13,11 +14,13 @@ import (
 
 // AnalyzeStore is the persistence call:analyze needs.
 type AnalyzeStore interface {
-	CallByID(ctx context.Context, id string) (*endcall.Call, error)
-	// CompleteAnalysis stores the result on a call still pending analysis,
-	// owes its call.analyzed deliveries in the same commit, and returns every
-	// such delivery still pending.
-	CompleteAnalysis(ctx context.Context, callID, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error)
+	// AnalysisTarget returns the call, the run its analysis is on and the
+	// plan that run applies (nil: none).
+	AnalysisTarget(ctx context.Context, callID string) (*endcall.Call, int, *endcall.AnalysisPlan, error)
+	// CompleteAnalysis stores the result on a call still pending analysis
+	// on run, owes that run's call.analyzed deliveries in the same commit,
+	// and returns every such delivery still pending.
+	CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error)
 }
 
 // AnalyzeHandler processes call:analyze.
@@ -30,18 +33,28 @@ type AnalyzeHandler struct {
 	OnResult func(outcome string)
 }
 
-// ProcessTask analyzes the call once and queues the call.analyzed
-// deliveries. A re-run after the analysis was stored only queues
-// deliveries still pending.
+// ProcessTask runs the call's pending analysis run once and queues its
+// call.analyzed deliveries. A re-run after the analysis was stored only
+// queues deliveries still pending. No database connection is held while
+// the analyzer works.
 func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	c, err := taskCall(ctx, h.Store, t)
+	p, err := decodeCallPayload(t)
 	if err != nil {
+		return err
+	}
+	c, run, plan, err := h.Store.AnalysisTarget(ctx, p.CallID)
+	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
+		return fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
+	} else if err != nil {
 		return err
 	}
 	status, result, outcomes := endcall.AnalysisCompleted, (*endcall.Analysis)(nil), json.RawMessage(nil)
 	var analyzeErr error
 	if c.AnalysisStatus != nil && *c.AnalysisStatus == endcall.AnalysisPending {
-		result, outcomes, analyzeErr = h.Analyzer.Analyze(ctx, c)
+		result, outcomes, analyzeErr = h.Analyzer.Analyze(ctx, c, plan)
+		if result != nil {
+			result.Version = run
+		}
 		if analyzeErr != nil {
 			if !lastAttempt(ctx) {
 				return analyzeErr
@@ -51,7 +64,7 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 		h.observe(status)
 	}
-	ids, err := h.Store.CompleteAnalysis(ctx, c.ID, status, result, outcomes)
+	ids, err := h.Store.CompleteAnalysis(ctx, c.ID, run, status, result, outcomes)
 	if err != nil {
 		return err
 	}
@@ -65,6 +78,10 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	return analyzeErr
 }
+
+// RetriesLeft reports whether the running task will run again if it fails:
+// an analyzer may then leave a temporary failure to a later run.
+func RetriesLeft(ctx context.Context) bool { return !lastAttempt(ctx) }
 
 func (h *AnalyzeHandler) observe(outcome string) {
 	if h.OnResult != nil {

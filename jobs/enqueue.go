@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -180,6 +181,11 @@ func taskID(w endcall.Work) string {
 	case endcall.WorkRoomDelete:
 		return "room:" + w.CallID
 	case endcall.WorkAnalyze:
+		// Each re-analysis is a task of its own, so that one asked for
+		// while the previous run's task is finishing is not refused.
+		if w.Run > 1 {
+			return "analyze:" + w.CallID + ":" + strconv.Itoa(w.Run)
+		}
 		return "analyze:" + w.CallID
 	}
 	return "deliver:" + w.DeliveryID

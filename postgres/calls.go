@@ -110,7 +110,7 @@ const endedDeliveriesSQL = `INSERT INTO webhook_deliveries (id, workspace_id, en
 	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $4, $4, $4
 	FROM webhook_endpoints e
 	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
-	ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
+	ON CONFLICT (endpoint_id, call_id, event, run) DO NOTHING
 	RETURNING id`
 
 // RecordEnd implements endcall.EndStore in one transaction and two round

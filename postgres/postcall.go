@@ -50,12 +50,13 @@ const setRoomStatusSQL = `UPDATE calls SET room_status = $2, updated_at = now() 
 const unflushed = `(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed`
 
 // CompleteAnalysis stores the analysis of a call whose analysis is pending
-// and, in the same commit, owes its call.analyzed deliveries, each with its
-// body (the call as the analysis left it) already fixed. It returns the IDs
+// on the given run and, in the same commit, owes that run's call.analyzed
+// deliveries, each with its body (the call as the analysis left it)
+// already fixed. It returns the IDs
 // of every call.analyzed delivery of the call still pending, so that a
 // re-run after a crash queues what the first run could not. Two round
 // trips: [BEGIN, the update] and [the deliveries, COMMIT].
-func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error) {
+func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error) {
 	var analysis []byte
 	var sentiment *string
 	if a != nil {
@@ -78,7 +79,7 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *
 
 	var update pgx.Batch
 	update.Queue("BEGIN")
-	update.Queue(completeAnalysisSQL, callID, status, analysis, sentiment, nullJSON(outcomes))
+	update.Queue(completeAnalysisSQL, callID, status, analysis, sentiment, nullJSON(outcomes), run)
 	br := conn.SendBatch(ctx, &update)
 	_, err = br.Exec()
 	var call *endcall.Call
@@ -107,23 +108,23 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *
 			return nil, err
 		}
 		deliver.Queue(`WITH created AS (
-				INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
-				SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.analyzed', $3, $4, $4, $4
+				INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, run, body, created_at, updated_at, next_attempt_at)
+				SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.analyzed', $5, $3, $4, $4, $4
 				FROM webhook_endpoints e
 				WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
-				ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
+				ON CONFLICT (endpoint_id, call_id, event, run) DO NOTHING
 				RETURNING id
 			)
 			SELECT ARRAY(SELECT id FROM created UNION
 				SELECT id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')`,
-			callID, call.WorkspaceID, body, at)
+			callID, call.WorkspaceID, body, at, run)
 	}
 	return ids, dbError(commitWith(ctx, conn, &deliver, &ids))
 }
 
 const completeAnalysisSQL = `UPDATE calls c SET analysis_status = $2, analysis = $3, analysis_sentiment = $4,
 	agent_post_call_outcomes = $5, updated_at = now()
-	WHERE c.id = $1 AND coalesce(c.analysis_status, '') = 'pending'
+	WHERE c.id = $1 AND coalesce(c.analysis_status, '') = 'pending' AND c.analysis_run = $6
 	RETURNING ` + callColumns
 
 // StillOwed returns the items of work that Postgres still records as owed,
@@ -156,9 +157,11 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 		return nil, dbError(err)
 	}
 	var still []endcall.Work
+	// An analysis is owed whatever run the caller knew of: the task reads
+	// the current one.
 	for _, w := range work {
 		for _, o := range owed {
-			if o == w {
+			if o.Kind == w.Kind && o.CallID == w.CallID && o.DeliveryID == w.DeliveryID {
 				still = append(still, w)
 				break
 			}
@@ -187,18 +190,18 @@ const pendingAnalyzedSQL = `SELECT ARRAY(SELECT id FROM webhook_deliveries
 // by primary key).
 func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error) {
 	rows, err := s.pool.Query(ctx, `
-		(SELECT 'hangup', id::text, '' FROM calls
+		(SELECT 'hangup', id::text, '', 0 FROM calls
 			WHERE (provider_hangup_status = 'retrying' AND ended_at < $1
 				OR provider_hangup_status = 'pending' AND ended_at < $3)
 			ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'room_delete', id::text, '' FROM calls
+		(SELECT 'room_delete', id::text, '', 0 FROM calls
 			WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'analyze', id::text, '' FROM calls
+		(SELECT 'analyze', id::text, '', analysis_run FROM calls
 			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'deliver', call_id::text, id FROM webhook_deliveries
+		(SELECT 'deliver', call_id::text, id, 0 FROM webhook_deliveries
 			WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
 	if err != nil {
 		return nil, dbError(err)
@@ -207,7 +210,7 @@ func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, li
 	var work []endcall.Work
 	for rows.Next() {
 		var w endcall.Work
-		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID); err != nil {
+		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.Run); err != nil {
 			return nil, dbError(err)
 		}
 		work = append(work, w)

@@ -13,5 +13,5 @@ var PointStatements = []PointStatement{
 	{"FinishHangup", finishHangupSQL, func(id string) []any { return []any{id, "succeeded"} }},
 	{"FailDelivery", failDeliverySQL, func(id string) []any { return []any{"msg_" + id} }},
 	{"pending call.analyzed", pendingAnalyzedSQL, func(id string) []any { return []any{id} }},
-	{"CompleteAnalysis", completeAnalysisSQL, func(id string) []any { return []any{id, "completed", nil, nil, nil} }},
+	{"CompleteAnalysis", completeAnalysisSQL, func(id string) []any { return []any{id, "completed", nil, nil, nil, 1} }},
 }

@@ -38,6 +38,7 @@ type pipelineOptions struct {
 	redisURL       string
 	databaseURL    string
 	noWorker       bool
+	analyzer       analysis.Analyzer // nil: the built-in one
 }
 
 // pipeline is the whole service in one test: API, end path, worker and
@@ -92,7 +93,7 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
 	svc := &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
-	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
+	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, Queue: p.enq, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	if p.ws, p.key, err = p.store.CreateAPIKey(context.Background(), "pipeline"); err != nil {
@@ -112,7 +113,11 @@ func (p *pipeline) startWorker() {
 	p.t.Helper()
 	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
-	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: analysis.Builtin{}, Queue: p.enq, Log: p.log})
+	var an analysis.Analyzer = analysis.Builtin{}
+	if p.opts.analyzer != nil {
+		an = p.opts.analyzer
+	}
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: an, Queue: p.enq, Log: p.log})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
 		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true)})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -129,7 +129,7 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 	analyzer, err := analysis.New(analysis.Config{LLMBaseURL: cfg.AnalysisLLMBaseURL, LLMAPIKey: cfg.AnalysisLLMAPIKey,
 		LLMModel: cfg.AnalysisLLMModel, OnFallback: func(c *endcall.Call, err error) {
 			log.Warn("LLM analysis failed; using the built-in analyzer", "call_id", c.ID, "error", err)
-		}})
+		}, Defer: jobs.RetriesLeft})
 	if err != nil {
 		return nil, fmt.Errorf("analysis: %w", err)
 	}
@@ -183,7 +183,7 @@ func telephony(cfg config.Config, log *slog.Logger) endcall.Telephony {
 func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, enq *jobs.Enqueuer, rdb redis.UniversalClient, dash *dashboard.Handler, m *metrics.Metrics, jwtCfg api.JWTConfig, tw api.TwilioConfig) http.Handler {
 	srv := api.NewServer(api.Deps{
 		Observe: m.ObserveRequest,
-		Store:   store, Webhooks: store, Redeliver: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
+		Store:   store, Webhooks: store, Redeliver: enq, Plans: store, Queue: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
 		Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
 		JWT: jwtCfg, Twilio: tw,
 	})
