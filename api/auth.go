@@ -33,12 +33,14 @@ type JWTConfig struct {
 var errBadToken = endcall.Errorf(endcall.EUNAUTHORIZED, "Invalid or missing credentials.")
 
 // authenticate resolves the bearer token to a workspace: an API key, or a
-// JWT carrying workspace_id and exp.
+// JWT carrying workspace_id and exp. Then the route's query parameters are
+// checked, so that only a caller with access learns of a bad one.
 func (s *Server) authenticate(next http.Handler) http.Handler {
+	next = s.knownQuery(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 		token = strings.TrimSpace(token)
-		if !ok || token == "" {
+		if !strings.EqualFold(scheme, "Bearer") || token == "" {
 			s.fail(w, r, errBadToken)
 			return
 		}
