@@ -48,6 +48,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		return err
 	}
 	log := cfg.Logger(stderr)
+	useLogger(log)
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
