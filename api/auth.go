@@ -100,11 +100,17 @@ func (s *Server) verifyJWT(token string) (string, error) {
 	return id, nil
 }
 
+// KeyCacheTTL is how long a server trusts an API key it has verified: a
+// revoked key is refused by every server within it.
+const KeyCacheTTL = 20 * time.Second
+
 // keyCache remembers recently verified API keys for a short while, so that
-// authentication does not cost a database round trip on every request.
+// authentication does not cost a database round trip on every request. An
+// entry also expires at the end of its minute, so that the first use in
+// each minute reaches the database, which records it as the key's last use.
 type keyCache struct {
 	resolve func(ctx context.Context, key string) (string, error)
-	ttl     time.Duration
+	now     func() time.Time
 	mu      sync.Mutex
 	entries map[string]cachedKey
 }
@@ -117,7 +123,7 @@ type cachedKey struct {
 const maxCachedKeys = 10000
 
 func (c *keyCache) lookup(ctx context.Context, key string) (string, error) {
-	now := time.Now()
+	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
@@ -132,7 +138,11 @@ func (c *keyCache) lookup(ctx context.Context, key string) (string, error) {
 	if len(c.entries) >= maxCachedKeys {
 		clear(c.entries)
 	}
-	c.entries[key] = cachedKey{workspaceID: id, expires: now.Add(c.ttl)}
+	expires := now.Add(KeyCacheTTL)
+	if next := now.Truncate(time.Minute).Add(time.Minute); next.Before(expires) {
+		expires = next
+	}
+	c.entries[key] = cachedKey{workspaceID: id, expires: expires}
 	c.mu.Unlock()
 	return id, nil
 }

@@ -2,12 +2,15 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/endcall/endcall/api"
 )
@@ -217,4 +220,94 @@ func TestTranscriptAssistantRole(t *testing.T) {
 	}
 	b.do("POST", "/v1/calls", "", map[string]any{"call_from": "+15550700000", "call_to": "+15550700001", "call_direction": "outbound",
 		"transcript_object": []map[string]any{{"role": "system", "content": "x"}}}).want(t, 400, "invalid_request")
+}
+
+// TestRevokedKeyRefusedOnEveryServer revokes a key that two servers on one
+// database have just verified and cached: both refuse it once
+// api.KeyCacheTTL has passed on their (driven) clock.
+func TestRevokedKeyRefusedOnEveryServer(t *testing.T) {
+	t.Parallel()
+	var deps api.Deps
+	b := setup(t, func(o *options) { o.deps = func(d *api.Deps) { deps = *d } })
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 10, 0, 5, 0, time.UTC)
+	deps.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	servers := []*api.Server{api.NewServer(deps), api.NewServer(deps)}
+	status := func(srv *api.Server) int {
+		req := httptest.NewRequest("GET", "/v1/phone-numbers", nil)
+		req.Header.Set("Authorization", "Bearer "+b.key)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i, srv := range servers {
+		if got := status(srv); got != 200 {
+			t.Fatalf("server %d before revocation: %d", i, got)
+		}
+	}
+	keys, err := b.store.ListAPIKeys(context.Background(), "ws-"+t.Name())
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys: %v %v", keys, err)
+	}
+	if _, err := b.store.RevokeAPIKey(context.Background(), keys[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	// Within the bound the cached key may still pass; at the bound it may not.
+	advance(api.KeyCacheTTL - time.Second)
+	for i, srv := range servers {
+		if got := status(srv); got != 200 {
+			t.Fatalf("server %d before its cache expired: %d (the test no longer shows the cache)", i, got)
+		}
+	}
+	advance(time.Second)
+	for i, srv := range servers {
+		if got := status(srv); got != 401 {
+			t.Errorf("server %d %s after revocation: %d, want 401", i, api.KeyCacheTTL, got)
+		}
+	}
+	if api.KeyCacheTTL > 30*time.Second {
+		t.Errorf("KeyCacheTTL %s exceeds the 30 s within which a revoked key must be refused", api.KeyCacheTTL)
+	}
+}
+
+// TestKeyUseRecordedEachMinute checks that a cached key still reaches the
+// database in each new minute of use, so that last_used_at is exact to the
+// minute.
+func TestKeyUseRecordedEachMinute(t *testing.T) {
+	t.Parallel()
+	var deps api.Deps
+	b := setup(t, func(o *options) { o.deps = func(d *api.Deps) { deps = *d } })
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 10, 0, 55, 0, time.UTC)
+	deps.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := api.NewServer(deps)
+	use := func() {
+		req := httptest.NewRequest("GET", "/v1/phone-numbers", nil)
+		req.Header.Set("Authorization", "Bearer "+b.key)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("status %d", rec.Code)
+		}
+	}
+	use()
+	// Forget the recorded minute, as if the key had not been used this minute.
+	if _, err := b.pool.Exec(context.Background(), `UPDATE api_keys SET last_used_at = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	use() // cached: no database round trip
+	var used *time.Time
+	b.pool.QueryRow(context.Background(), `SELECT last_used_at FROM api_keys`).Scan(&used)
+	if used != nil {
+		t.Fatalf("a cached use reached the database: %v", used)
+	}
+	mu.Lock()
+	now = now.Add(6 * time.Second) // 10:01:01, well within the TTL
+	mu.Unlock()
+	use()
+	b.pool.QueryRow(context.Background(), `SELECT last_used_at FROM api_keys`).Scan(&used)
+	if used == nil || used.Second() != 0 || used.Nanosecond() != 0 {
+		t.Errorf("last_used_at after a use in a new minute: %v, want a whole minute", used)
+	}
 }

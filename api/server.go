@@ -77,7 +77,7 @@ func NewServer(d Deps) *Server {
 	s.observe = d.Observe
 	s.keys = &keyCache{resolve: func(ctx context.Context, key string) (string, error) {
 		return s.store.WorkspaceForAPIKey(ctx, key)
-	}, ttl: 30 * time.Second, entries: map[string]cachedKey{}}
+	}, now: s.now, entries: map[string]cachedKey{}}
 	s.router = mux.NewRouter()
 	s.routes()
 	return s
