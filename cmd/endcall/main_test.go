@@ -134,6 +134,8 @@ func TestMigrateAPIKeyAndServe(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The alert rules of the docs read only what is exported.
+	checkDocMetrics(t, metrics)
 	stop()
 	select {
 	case err := <-done:
