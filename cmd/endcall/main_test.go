@@ -136,6 +136,15 @@ func TestMigrateAPIKeyAndServe(t *testing.T) {
 	}
 	// The alert rules of the docs read only what is exported.
 	checkDocMetrics(t, metrics)
+	// A wrong method on an operational path is a 405 with Allow too.
+	res, err = http.Post(base+"/healthz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 405 || res.Header.Get("Allow") != "GET" || res.Header.Get("X-Request-Id") == "" {
+		t.Errorf("POST /healthz: %d Allow %q X-Request-Id %q", res.StatusCode, res.Header.Get("Allow"), res.Header.Get("X-Request-Id"))
+	}
 	stop()
 	select {
 	case err := <-done:
