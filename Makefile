@@ -10,8 +10,13 @@ SERVICES  := scripts/services.sh
 
 .PHONY: build test check dev bench bench-run fmt vet
 
+# `endcall --version` prints these; docker build takes them as build args
+# (--build-arg VERSION=... --build-arg COMMIT=...).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o endcall ./cmd/endcall
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o endcall ./cmd/endcall
 
 # Uses TEST_DATABASE_URL / TEST_REDIS_URL when both are set; otherwise starts
 # its own instances under ./.test/ (durability off) and removes them after.

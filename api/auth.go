@@ -33,12 +33,14 @@ type JWTConfig struct {
 var errBadToken = endcall.Errorf(endcall.EUNAUTHORIZED, "Invalid or missing credentials.")
 
 // authenticate resolves the bearer token to a workspace: an API key, or a
-// JWT carrying workspace_id and exp.
+// JWT carrying workspace_id and exp. Then the route's query parameters are
+// checked, so that only a caller with access learns of a bad one.
 func (s *Server) authenticate(next http.Handler) http.Handler {
+	next = s.knownQuery(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 		token = strings.TrimSpace(token)
-		if !ok || token == "" {
+		if !strings.EqualFold(scheme, "Bearer") || token == "" {
 			s.fail(w, r, errBadToken)
 			return
 		}
@@ -98,11 +100,17 @@ func (s *Server) verifyJWT(token string) (string, error) {
 	return id, nil
 }
 
+// KeyCacheTTL is how long a server trusts an API key it has verified: a
+// revoked key is refused by every server within it.
+const KeyCacheTTL = 20 * time.Second
+
 // keyCache remembers recently verified API keys for a short while, so that
-// authentication does not cost a database round trip on every request.
+// authentication does not cost a database round trip on every request. An
+// entry also expires at the end of its minute, so that the first use in
+// each minute reaches the database, which records it as the key's last use.
 type keyCache struct {
 	resolve func(ctx context.Context, key string) (string, error)
-	ttl     time.Duration
+	now     func() time.Time
 	mu      sync.Mutex
 	entries map[string]cachedKey
 }
@@ -115,7 +123,7 @@ type cachedKey struct {
 const maxCachedKeys = 10000
 
 func (c *keyCache) lookup(ctx context.Context, key string) (string, error) {
-	now := time.Now()
+	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
@@ -130,7 +138,11 @@ func (c *keyCache) lookup(ctx context.Context, key string) (string, error) {
 	if len(c.entries) >= maxCachedKeys {
 		clear(c.entries)
 	}
-	c.entries[key] = cachedKey{workspaceID: id, expires: now.Add(c.ttl)}
+	expires := now.Add(KeyCacheTTL)
+	if next := now.Truncate(time.Minute).Add(time.Minute); next.Before(expires) {
+		expires = next
+	}
+	c.entries[key] = cachedKey{workspaceID: id, expires: expires}
 	c.mu.Unlock()
 	return id, nil
 }

@@ -276,8 +276,11 @@ func decodeTurns(o object) (*[]endcall.Turn, error) {
 		turns = []endcall.Turn{}
 	}
 	for i, t := range turns {
-		if t.Role != "agent" && t.Role != "user" {
-			return nil, invalid(`transcript_object[%d].role must be "agent" or "user".`, i)
+		// OpenAI-style agents call their own turns "assistant".
+		if t.Role == "assistant" {
+			turns[i].Role = "agent"
+		} else if t.Role != "agent" && t.Role != "user" {
+			return nil, invalid(`transcript_object[%d].role must be "agent", "assistant" or "user".`, i)
 		}
 		if (t.StartMS != nil && *t.StartMS < 0) || (t.EndMS != nil && *t.EndMS < 0) {
 			return nil, invalid("transcript_object[%d]: start_ms and end_ms must not be negative.", i)

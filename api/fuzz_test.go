@@ -71,3 +71,22 @@ func FuzzForJSONB(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRequestID checks that a caller's X-Request-Id is kept exactly when it
+// is 1 to 128 visible ASCII characters, and that any id given back is one
+// such (safe in a header, a log line and a JSON body).
+func FuzzRequestID(f *testing.F) {
+	for _, seed := range []string{"", "abc", "trace-42/abc", "has space", "tab\tid", "é", strings.Repeat("x", 129), "\x7f"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, given string) {
+		id := requestID(given)
+		if len(id) < 1 || len(id) > maxRequestIDLen || strings.ContainsFunc(id, func(c rune) bool { return c < '!' || c > '~' }) {
+			t.Fatalf("requestID(%q) = %q", given, id)
+		}
+		valid := len(given) >= 1 && len(given) <= maxRequestIDLen && !strings.ContainsFunc(given, func(c rune) bool { return c < '!' || c > '~' })
+		if (id == given) != valid {
+			t.Fatalf("requestID(%q) = %q; kept %v, valid %v", given, id, id == given, valid)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -39,10 +40,13 @@ func (s *Server) handleQueryCalls(w http.ResponseWriter, r *http.Request) {
 		Pagination: &Pagination{Page: q.Page, PerPage: q.PerPage, Total: total}})
 }
 
+// filterColumns lists the filterable columns for error messages.
+var filterColumns = strings.Join(slices.Sorted(maps.Keys(endcall.FilterColumns)), ", ")
+
 // parseCallQuery validates the query string of GET /v1/calls/query. Every
 // error is EINVALID and names the parameter at fault. Empty values count as
 // absent, since clients commonly send unset filters as "name=". Unknown
-// parameters are ignored, as unknown body fields are elsewhere.
+// parameters are refused by the route (knownQuery).
 func parseCallQuery(v url.Values) (endcall.CallQuery, error) {
 	q := endcall.CallQuery{PerPage: defaultPerPage, SortColumn: "created_at", Descending: true}
 	one := func(name string, max int) (string, error) {
@@ -145,59 +149,38 @@ func parseCallQuery(v url.Values) (endcall.CallQuery, error) {
 	return q, err
 }
 
-// arrayParam returns the values of a parallel-array parameter, given as
-// name[] (the contract's form) or plain name, but not both.
-func arrayParam(v url.Values, name string) ([]string, string, error) {
-	bracketed, plain := v[name+"[]"], v[name]
-	if len(bracketed) > 0 && len(plain) > 0 {
-		return nil, "", invalid("Give either %s[] or %s, not both.", name, name)
-	}
-	if len(plain) > 0 {
-		return plain, name, nil
-	}
-	return bracketed, name + "[]", nil
-}
-
 // parseFilters reads the advanced filters: three parallel arrays whose
 // entries at one index make one filter. Values are parsed by column type so
 // that a bad value is refused here rather than by the database.
 func parseFilters(v url.Values) ([]endcall.CallFilter, error) {
-	cols, colName, err := arrayParam(v, "filter_columns")
-	if err != nil {
-		return nil, err
-	}
-	ops, opName, err := arrayParam(v, "filter_operator")
-	if err != nil {
-		return nil, err
-	}
-	vals, valName, err := arrayParam(v, "filter_values")
-	if err != nil {
-		return nil, err
-	}
+	// Only the bracketed names are accepted, so that a plain filter_columns
+	// is refused as unknown rather than read one way or the other.
+	cols, ops, vals := v["filter_columns[]"], v["filter_operator[]"], v["filter_values[]"]
 	if len(cols) != len(ops) || len(cols) != len(vals) {
-		return nil, invalid("%s, %s and %s must have the same number of entries (got %d, %d and %d); give an empty value for is_null and not_null.",
-			colName, opName, valName, len(cols), len(ops), len(vals))
+		return nil, invalid("filter_columns[], filter_operator[] and filter_values[] must have the same number of entries (got %d, %d and %d); give an empty value for is_null and not_null.",
+			len(cols), len(ops), len(vals))
 	}
 	if len(cols) > maxFilters {
-		return nil, invalid("%s may name at most %d filters.", colName, maxFilters)
+		return nil, invalid("filter_columns[] may name at most %d filters.", maxFilters)
 	}
 	filters := make([]endcall.CallFilter, 0, len(cols))
 	for i, col := range cols {
 		typ, ok := endcall.FilterColumns[col]
 		if !ok {
-			return nil, invalid("%s[%d]: %q is not a filterable column.", strings.TrimSuffix(colName, "[]"), i, col)
+			return nil, invalid("filter_columns[%d]: %q is not a filterable column; use one of %s.", i, col, filterColumns)
 		}
 		op := strings.ToLower(ops[i])
 		if !endcall.OperatorApplies(op, typ) {
-			return nil, invalid("%s[%d]: operator %q does not apply to %s; use %s.", strings.TrimSuffix(opName, "[]"), i, ops[i], col, operatorsFor(typ))
+			return nil, invalid("filter_operator[%d]: operator %q does not apply to %s; use %s.", i, ops[i], col, operatorsFor(typ))
 		}
 		f := endcall.CallFilter{Column: col, Operator: op}
 		if op != endcall.OpIsNull && op != endcall.OpNotNull {
 			if !storable(vals[i]) {
-				return nil, invalid("%s[%d]: %s must be UTF-8 text without NUL characters.", strings.TrimSuffix(valName, "[]"), i, col)
+				return nil, invalid("filter_values[%d]: %s must be UTF-8 text without NUL characters.", i, col)
 			}
+			var err error
 			if f.Value, err = filterValue(typ, vals[i]); err != nil {
-				return nil, invalid("%s[%d]: %s must be %s.", strings.TrimSuffix(valName, "[]"), i, col, err.Error())
+				return nil, invalid("filter_values[%d]: %s must be %s.", i, col, err.Error())
 			}
 		}
 		filters = append(filters, f)

@@ -45,6 +45,8 @@ type errorEnvelope struct {
 
 type errorCode struct {
 	Code string `json:"code"`
+	// RequestID is the request's X-Request-Id, by which its log lines are found.
+	RequestID string `json:"request_id"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -67,25 +69,43 @@ func (s *Server) success(w http.ResponseWriter, status int, message string, data
 // route answers 200 with an empty body instead.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := endcall.ErrorCode(err)
+	info := requestInfoFrom(r.Context())
 	if code == endcall.EINTERNAL || code == endcall.EUNAVAILABLE {
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-	}
-	if info := requestInfoFrom(r.Context()); info != nil {
-		info.errCode = code
-		if info.legacyEmpty {
-			w.WriteHeader(http.StatusOK)
-			return
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "error", err}
+		if info != nil {
+			attrs = append(attrs, "request_id", info.requestID)
 		}
+		s.log.ErrorContext(r.Context(), "request failed", attrs...)
+	}
+	if info != nil && info.legacyEmpty {
+		info.errCode = code
+		w.WriteHeader(http.StatusOK)
+		return
 	}
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	writeJSON(w, status, errorEnvelope{Status: "error", Message: endcall.ErrorMessage(err), Error: errorCode{Code: code}})
+	writeError(w, r, status, code, endcall.ErrorMessage(err))
+}
+
+// writeError writes the error envelope with the request's id; a 401 says
+// which scheme would be accepted.
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	var id string
+	if info := requestInfoFrom(r.Context()); info != nil {
+		info.errCode = code
+		id = info.requestID
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	writeJSON(w, status, errorEnvelope{Status: "error", Message: message, Error: errorCode{Code: code, RequestID: id}})
 }
 
 // requestInfo is filled in by handlers for the access log and read by fail.
 type requestInfo struct {
+	requestID   string
 	route       string
 	callID      string
 	errCode     string
@@ -107,7 +127,7 @@ func setCallID(r *http.Request, id string) {
 }
 
 func logAttrs(info *requestInfo) []slog.Attr {
-	attrs := []slog.Attr{slog.String("route", info.route)}
+	attrs := []slog.Attr{slog.String("request_id", info.requestID), slog.String("route", info.route)}
 	if info.callID != "" {
 		attrs = append(attrs, slog.String("call_id", info.callID))
 	}

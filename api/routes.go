@@ -1,6 +1,12 @@
 package api
 
-import "net/http"
+import (
+	"maps"
+	"net/http"
+	"slices"
+
+	"github.com/gorilla/mux"
+)
 
 // routes mounts every route of the API. Fixed paths come before {id}
 // patterns so that /v1/calls/end is never read as a call ID.
@@ -10,33 +16,46 @@ func (s *Server) routes() {
 	r.NotFoundHandler = s.logRequests(http.HandlerFunc(s.notFound))
 	r.MethodNotAllowedHandler = s.logRequests(http.HandlerFunc(s.methodNotAllowed))
 
-	r.HandleFunc("/openapi.json", s.handleOpenAPI).Methods(http.MethodGet)
+	s.mount(r, "/openapi.json", methods{http.MethodGet: http.HandlerFunc(s.handleOpenAPI)})
 	v1 := r.PathPrefix("/v1").Subrouter()
-	v1.Handle("/calls/end", s.legacyEmpty(s.authenticate(http.HandlerFunc(s.handleEndCall)))).Methods(http.MethodPost)
-	v1.Handle("/calls", s.authenticate(http.HandlerFunc(s.handleCreateCall))).Methods(http.MethodPost)
-	v1.Handle("/calls/query", s.authenticate(http.HandlerFunc(s.handleQueryCalls))).Methods(http.MethodGet)
-	v1.Handle("/calls/make-call", s.authenticate(http.HandlerFunc(s.handleMakeCall))).Methods(http.MethodPost)
-	// Twilio authenticates by request signature, not bearer token.
-	v1.HandleFunc("/providers/twilio/status", s.handleTwilioStatus).Methods(http.MethodPost)
-	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handleGetCall))).Methods(http.MethodGet)
-	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handlePatchCall))).Methods(http.MethodPatch)
-	v1.Handle("/calls/{id}/analyze", s.authenticate(http.HandlerFunc(s.handleReanalyze))).Methods(http.MethodPost)
+	auth := func(h http.HandlerFunc) http.Handler { return s.authenticate(h) }
+	s.mount(v1, "/calls/end", methods{http.MethodPost: s.legacyEmpty(auth(s.handleEndCall))})
+	s.mount(v1, "/calls", methods{http.MethodPost: auth(s.handleCreateCall)})
+	s.mount(v1, "/calls/query", methods{http.MethodGet: auth(s.handleQueryCalls)})
+	s.mount(v1, "/calls/make-call", methods{http.MethodPost: auth(s.handleMakeCall)})
+	// Twilio authenticates by request signature, not bearer token. Its
+	// callback URL may carry the platform's own (signed) query parameters.
+	s.mount(v1, "/providers/twilio/status", methods{http.MethodPost: http.HandlerFunc(s.handleTwilioStatus)})
+	s.mount(v1, "/calls/{id}", methods{http.MethodGet: auth(s.handleGetCall), http.MethodPatch: auth(s.handlePatchCall)})
+	s.mount(v1, "/calls/{id}/analyze", methods{http.MethodPost: auth(s.handleReanalyze)})
 
-	v1.Handle("/analysis-plans", s.authenticate(http.HandlerFunc(s.handleCreatePlan))).Methods(http.MethodPost)
-	v1.Handle("/analysis-plans", s.authenticate(http.HandlerFunc(s.handleListPlans))).Methods(http.MethodGet)
-	v1.Handle("/analysis-plans/{id}", s.authenticate(http.HandlerFunc(s.handleGetPlan))).Methods(http.MethodGet)
-	v1.Handle("/analysis-plans/{id}", s.authenticate(http.HandlerFunc(s.handleReplacePlan))).Methods(http.MethodPut)
-	v1.Handle("/analysis-plans/{id}", s.authenticate(http.HandlerFunc(s.handleDeletePlan))).Methods(http.MethodDelete)
+	s.mount(v1, "/analysis-plans", methods{http.MethodPost: auth(s.handleCreatePlan), http.MethodGet: auth(s.handleListPlans)})
+	s.mount(v1, "/analysis-plans/{id}", methods{http.MethodGet: auth(s.handleGetPlan),
+		http.MethodPut: auth(s.handleReplacePlan), http.MethodDelete: auth(s.handleDeletePlan)})
 
-	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleCreatePhoneNumber))).Methods(http.MethodPost)
-	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleListPhoneNumbers))).Methods(http.MethodGet)
-	v1.Handle("/phone-numbers/{id}", s.authenticate(http.HandlerFunc(s.handleDeletePhoneNumber))).Methods(http.MethodDelete)
+	s.mount(v1, "/phone-numbers", methods{http.MethodPost: auth(s.handleCreatePhoneNumber), http.MethodGet: auth(s.handleListPhoneNumbers)})
+	s.mount(v1, "/phone-numbers/{id}", methods{http.MethodDelete: auth(s.handleDeletePhoneNumber)})
 
-	v1.Handle("/webhooks", s.authenticate(http.HandlerFunc(s.handleCreateWebhook))).Methods(http.MethodPost)
-	v1.Handle("/webhooks", s.authenticate(http.HandlerFunc(s.handleListWebhooks))).Methods(http.MethodGet)
-	v1.Handle("/webhooks/{id}", s.authenticate(http.HandlerFunc(s.handleGetWebhook))).Methods(http.MethodGet)
-	v1.Handle("/webhooks/{id}", s.authenticate(http.HandlerFunc(s.handleDeleteWebhook))).Methods(http.MethodDelete)
-	v1.Handle("/webhooks/{id}/rotate-secret", s.authenticate(http.HandlerFunc(s.handleRotateSecret))).Methods(http.MethodPost)
-	v1.Handle("/webhooks/{id}/deliveries", s.authenticate(http.HandlerFunc(s.handleListDeliveries))).Methods(http.MethodGet)
-	v1.Handle("/webhook-deliveries/{id}/redeliver", s.authenticate(http.HandlerFunc(s.handleRedeliver))).Methods(http.MethodPost)
+	s.mount(v1, "/webhooks", methods{http.MethodPost: auth(s.handleCreateWebhook), http.MethodGet: auth(s.handleListWebhooks)})
+	s.mount(v1, "/webhooks/{id}", methods{http.MethodGet: auth(s.handleGetWebhook), http.MethodDelete: auth(s.handleDeleteWebhook)})
+	s.mount(v1, "/webhooks/{id}/rotate-secret", methods{http.MethodPost: auth(s.handleRotateSecret)})
+	s.mount(v1, "/webhooks/{id}/deliveries", methods{http.MethodGet: auth(s.handleListDeliveries)})
+	s.mount(v1, "/webhook-deliveries/{id}/redeliver", methods{http.MethodPost: auth(s.handleRedeliver)})
+}
+
+// methods are a path's handlers by HTTP method.
+type methods map[string]http.Handler
+
+// mount routes each method of path to its handler and every other method to
+// 405 with Allow. The catch-all route is mux's own way to stop a wrong
+// method on a fixed path (GET /v1/calls/end) falling through to an {id}
+// pattern; mux's MethodNotAllowedHandler cannot do it for a subrouter,
+// whose every route also matches the /v1 prefix and so clears the method
+// mismatch an earlier route recorded.
+func (s *Server) mount(r *mux.Router, path string, m methods) {
+	allowed := slices.Sorted(maps.Keys(m))
+	for _, method := range allowed {
+		r.Handle(path, m[method]).Methods(method)
+	}
+	r.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.notAllowed(w, r, allowed) }))
 }

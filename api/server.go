@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
 	"github.com/endcall/endcall"
@@ -79,7 +82,7 @@ func NewServer(d Deps) *Server {
 	s.observe = d.Observe
 	s.keys = &keyCache{resolve: func(ctx context.Context, key string) (string, error) {
 		return s.store.WorkspaceForAPIKey(ctx, key)
-	}, ttl: 30 * time.Second, entries: map[string]cachedKey{}}
+	}, now: s.now, entries: map[string]cachedKey{}}
 	s.router = mux.NewRouter()
 	s.routes()
 	return s
@@ -111,12 +114,14 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	return r.ResponseWriter.Write(b)
 }
 
-// logRequests writes one structured line per request with its route,
-// status, latency and the call it concerned.
+// logRequests gives every request its X-Request-Id and writes one
+// structured line per request with that id, its route, status, latency and
+// the call it concerned.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := &requestInfo{route: r.URL.Path}
+		info := &requestInfo{requestID: requestID(r.Header.Get("X-Request-Id")), route: r.URL.Path}
+		w.Header().Set("X-Request-Id", info.requestID)
 		if route := mux.CurrentRoute(r); route != nil {
 			if tpl, err := route.GetPathTemplate(); err == nil {
 				info.route = tpl
@@ -135,6 +140,18 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	})
 }
 
+// maxRequestIDLen bounds a caller's X-Request-Id.
+const maxRequestIDLen = 128
+
+// requestID returns the caller's id when it is 1 to 128 visible ASCII
+// characters, else a new random one.
+func requestID(given string) string {
+	if len(given) >= 1 && len(given) <= maxRequestIDLen && !strings.ContainsFunc(given, func(c rune) bool { return c < '!' || c > '~' }) {
+		return given
+	}
+	return uuid.NewString()
+}
+
 // legacyEmpty marks a route whose errors follow LEGACY_EMPTY_ERROR_RESPONSES.
 func (s *Server) legacyEmpty(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -149,7 +166,23 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, endcall.Errorf(endcall.ENOTFOUND, "No route %s %s.", r.Method, r.URL.Path))
 }
 
+// methodNotAllowed answers a known path asked with a method it does not
+// serve; Allow lists the methods the router would accept for it.
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusMethodNotAllowed, errorEnvelope{Status: "error",
-		Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + ".", Error: errorCode{Code: "method_not_allowed"}})
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if s.router.Match(probe, &match) && match.MatchErr == nil {
+			allowed = append(allowed, m)
+		}
+	}
+	s.notAllowed(w, r, allowed)
+}
+
+func (s *Server) notAllowed(w http.ResponseWriter, r *http.Request, allowed []string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed",
+		fmt.Sprintf("Method %s is not allowed on %s; use %s.", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
 }

@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/endcall/endcall"
 )
 
 // Metrics is one process's registry and its series.
@@ -27,9 +28,10 @@ type Metrics struct {
 	sweepRequeued prometheus.Counter
 }
 
-// New registers the series. inspector, when not nil, adds asynq's queue
-// collector (queue sizes by state, latency, processed and failed counts).
-func New(inspector *asynq.Inspector) *Metrics {
+// New registers the series. inspector, when not nil, adds the queue
+// collector: for each of queues, sizes by state, latency, processed and
+// failed counts.
+func New(inspector *asynq.Inspector, queues ...string) *Metrics {
 	m := &Metrics{registry: prometheus.NewRegistry()}
 	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "endcall_http_requests_total", Help: "HTTP requests by route, method and status.",
@@ -53,10 +55,25 @@ func New(inspector *asynq.Inspector) *Metrics {
 	m.sweepRequeued = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "endcall_sweeper_requeued_total", Help: "Owed post-call work the recovery sweeper had to queue again.",
 	})
+	// Every known outcome starts at zero, so that a rate or an alert has a
+	// series before the first event.
+	for _, v := range []struct {
+		vec    *prometheus.CounterVec
+		labels []string
+	}{
+		{m.callsEnded, []string{endcall.TriggerAPI, endcall.TriggerProvider, endcall.TriggerOverdue, endcall.TriggerBulk}},
+		{m.hangups, []string{endcall.HangupPending, endcall.HangupSucceeded, endcall.HangupAlreadyEnded, endcall.HangupRetrying, endcall.HangupFailed, endcall.HangupSkipped}},
+		{m.webhookTries, []string{"succeeded", "rejected", "error", "gone"}},
+		{m.analyses, []string{endcall.AnalysisCompleted, endcall.AnalysisFailed}},
+	} {
+		for _, l := range v.labels {
+			v.vec.WithLabelValues(l)
+		}
+	}
 	m.registry.MustRegister(m.httpRequests, m.httpLatency, m.callsEnded, m.hangups, m.webhookTries, m.analyses, m.sweepRequeued,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if inspector != nil {
-		m.registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+		m.registry.MustRegister(&queueCollector{inspector: inspector, queues: queues})
 	}
 	return m
 }

@@ -48,6 +48,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		return err
 	}
 	log := cfg.Logger(stderr)
+	useLogger(log)
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -70,7 +71,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
 	enq := &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
-	m := metrics.New(inspector)
+	m := metrics.New(inspector, jobs.QueueCritical, jobs.QueueDefault, jobs.QueueWebhooks)
 	log.Info("starting", "mode", mode, "config", cfg)
 
 	// The one end path, of the API and of the overdue scan.

@@ -9,8 +9,10 @@ import (
 	"io"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/config"
 	"github.com/endcall/endcall/postgres"
 )
@@ -38,25 +40,45 @@ func runMigrate(ctx context.Context, getenv func(string) string, stdout, stderr 
 }
 
 func runAPIKey(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "usage: endcall apikey create --workspace NAME")
+	const apikeyUsage = "usage: endcall apikey create|list --workspace NAME, or endcall apikey revoke ID"
+	if len(args) == 0 {
+		return errors.New(apikeyUsage)
+	}
+	name := "apikey " + args[0]
+	if _, ok := subcommandHelp[name]; !ok {
+		if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+			fmt.Fprintln(stdout, apikeyUsage+"\n\nRun endcall apikey create|list|revoke --help for each.")
 			return nil
 		}
-		return errors.New("usage: endcall apikey create --workspace NAME")
+		return errors.New(apikeyUsage)
 	}
-	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	workspace := fs.String("workspace", "", "workspace name (created if it does not exist)")
+	if helpRequested(args[1:], stdout, name) {
+		return nil
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var workspace *string
+	if args[0] != "revoke" {
+		workspace = fs.String("workspace", "", "")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return fmt.Errorf("%s: %v (see endcall %s --help)", name, err, name)
 	}
-	name := strings.TrimSpace(*workspace)
-	if name == "" || len(name) > 200 {
-		return errors.New("apikey create: --workspace NAME is required (at most 200 characters)")
+	var id string
+	if args[0] == "revoke" {
+		if fs.NArg() != 1 || uuid.Validate(fs.Arg(0)) != nil {
+			return errors.New("apikey revoke: give the ID of one key (a UUID, from `endcall apikey list`)")
+		}
+		id = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	ws := ""
+	if workspace != nil {
+		ws = strings.TrimSpace(*workspace)
+		if ws == "" || len(ws) > 200 {
+			return fmt.Errorf("%s: --workspace NAME is required (at most 200 characters)", name)
+		}
 	}
 	pool, err := openDB(ctx, getenv)
 	if err != nil {
@@ -66,9 +88,40 @@ func runAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 	if err := postgres.CheckMigrated(ctx, pool); err != nil {
 		return err
 	}
-	id, key, err := postgres.NewStore(pool, nil).CreateAPIKey(ctx, name)
-	if err != nil {
-		return fmt.Errorf("apikey create: %w", err)
+	store := postgres.NewStore(pool, nil)
+	enc := json.NewEncoder(stdout)
+	switch args[0] {
+	case "create":
+		id, key, err := store.CreateAPIKey(ctx, ws)
+		if err != nil {
+			return fmt.Errorf("apikey create: %w", err)
+		}
+		return enc.Encode(map[string]string{"workspace_id": id, "api_key": key})
+	case "list":
+		keys, err := store.ListAPIKeys(ctx, ws)
+		if err != nil {
+			return cliError("apikey list", err)
+		}
+		for _, k := range keys {
+			if err := enc.Encode(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		k, err := store.RevokeAPIKey(ctx, id)
+		if err != nil {
+			return cliError("apikey revoke", err)
+		}
+		return enc.Encode(k)
 	}
-	return json.NewEncoder(stdout).Encode(map[string]string{"workspace_id": id, "api_key": key})
+}
+
+// cliError says what a command could not find in its own words, and any
+// other failure with its cause.
+func cliError(name string, err error) error {
+	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
+		return fmt.Errorf("%s: %s", name, endcall.ErrorMessage(err))
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }

@@ -1,6 +1,6 @@
 // Command endcall ends phone calls and runs everything that must follow.
 // Run `endcall --help` for the subcommands; configuration is read from the
-// environment (see the README).
+// environment (`endcall SUBCOMMAND --help` lists the variables).
 package main
 
 import (
@@ -9,7 +9,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+)
+
+// version and commit are stamped at build time:
+// -ldflags "-X main.version=v1.2.3 -X main.commit=<sha>".
+var (
+	version = "dev"
+	commit  = ""
 )
 
 func main() {
@@ -21,19 +29,6 @@ func main() {
 	}
 }
 
-const usage = `endcall ends phone calls and runs the post-call work.
-
-Usage:
-  endcall serve                          HTTP API, dashboard and metrics
-  endcall worker                         task worker, scheduler and recovery sweeper
-  endcall all                            serve and worker in one process
-  endcall migrate                        apply database migrations and exit
-  endcall apikey create --workspace NAME create a workspace (if needed) and an API key
-
-Configuration is read from environment variables (DATABASE_URL, REDIS_URL, ...);
-see README.md. Each subcommand accepts --help.
-`
-
 // run is the whole program; main only supplies the process's environment so
 // that tests can call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -42,8 +37,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("missing subcommand")
 	}
 	switch args[0] {
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
+		return nil
+	case "-version", "--version", "version":
+		fmt.Fprintf(stdout, "endcall %s (commit %s)\n", version, buildCommit())
 		return nil
 	case "serve", "worker", "all":
 		if helpRequested(args[1:], stdout, args[0]) {
@@ -62,20 +60,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return fmt.Errorf("unknown subcommand %q", args[0])
 }
 
-var subcommandHelp = map[string]string{
-	"serve":   "endcall serve: runs the HTTP API (/v1), /healthz, /readyz, /metrics and the dashboard on HTTP_ADDR.\nRequires DATABASE_URL and REDIS_URL (or REDIS_CLUSTER_ADDRS); refuses an unmigrated database.\n",
-	"worker":  "endcall worker: runs the asynq worker (queues critical, default, webhooks), the overdue-call scheduler and the recovery sweeper.\nRequires DATABASE_URL and REDIS_URL (or REDIS_CLUSTER_ADDRS); refuses an unmigrated database.\n",
-	"all":     "endcall all: serve and worker in one process.\n",
-	"migrate": "endcall migrate: applies the embedded database migrations to DATABASE_URL (idempotent) and exits.\n",
-}
-
-// helpRequested prints a subcommand's help when asked for it.
-func helpRequested(args []string, stdout io.Writer, name string) bool {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fmt.Fprint(stdout, subcommandHelp[name])
-			return true
+// buildCommit is the stamped commit, else the one the Go toolchain recorded
+// when it built from a git checkout, else "unknown".
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		var rev, modified string
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev != "" {
+			if modified == "true" {
+				rev += "-dirty"
+			}
+			return rev
 		}
 	}
-	return false
+	return "unknown"
 }

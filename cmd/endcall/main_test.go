@@ -44,11 +44,39 @@ func TestInvalidConfigurationIsOneClearLine(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"worker", "--help"}, {"all", "--help"}, {"migrate", "--help"}, {"apikey", "create", "--help"}} {
-		var stdout, stderr bytes.Buffer
-		if err := run(context.Background(), args, env(nil), &stdout, &stderr); err != nil || stdout.Len() == 0 {
-			t.Errorf("%v: err %v, stdout %q", args, err, stdout.String())
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, env(nil), &stdout, &stderr); err != nil || !strings.HasPrefix(stdout.String(), "Usage: endcall") {
+		t.Errorf("--help: err %v, stdout %q", err, stdout.String())
+	}
+	// Every subcommand's help is in one style and lists what it reads.
+	for _, args := range [][]string{{"serve", "--help"}, {"worker", "-h"}, {"all", "--help"}, {"migrate", "--help"},
+		{"apikey", "create", "--help"}, {"apikey", "list", "--help"}, {"apikey", "revoke", "--help"}} {
+		stdout.Reset()
+		if err := run(context.Background(), args, env(nil), &stdout, &stderr); err != nil {
+			t.Errorf("%v: %v", args, err)
 		}
+		out := stdout.String()
+		if !strings.HasPrefix(out, "Usage: endcall "+strings.Join(args[:len(args)-1], " ")) || !strings.Contains(out, "\nEnvironment:\n  DATABASE_URL") ||
+			strings.Contains(out, "README") {
+			t.Errorf("%v: help not in the common style: %q", args, out)
+		}
+	}
+	stdout.Reset()
+	run(context.Background(), []string{"serve", "--help"}, env(nil), &stdout, &stderr)
+	for _, v := range []string{"REDIS_URL", "WEBHOOK_RETRY_SCHEDULE", "LOG_FORMAT", "DASHBOARD_PASSWORD"} {
+		if !strings.Contains(stdout.String(), v) {
+			t.Errorf("serve --help does not list %s", v)
+		}
+	}
+}
+
+// TestVersion checks an unstamped build; buildBinary checks a stamped one.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"--version"}, env(nil), &stdout, &stderr); err != nil ||
+		!strings.HasPrefix(stdout.String(), "endcall "+version+" (commit ") {
+		t.Errorf("--version: err %v, stdout %q", err, stdout.String())
 	}
 }
 
@@ -105,6 +133,17 @@ func TestMigrateAPIKeyAndServe(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// The alert rules of the docs read only what is exported.
+	checkDocMetrics(t, metrics)
+	// A wrong method on an operational path is a 405 with Allow too.
+	res, err = http.Post(base+"/healthz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 405 || res.Header.Get("Allow") != "GET" || res.Header.Get("X-Request-Id") == "" {
+		t.Errorf("POST /healthz: %d Allow %q X-Request-Id %q", res.StatusCode, res.Header.Get("Allow"), res.Header.Get("X-Request-Id"))
 	}
 	stop()
 	select {

@@ -25,7 +25,8 @@ import (
 	"github.com/endcall/endcall/twilio/twiliotest"
 )
 
-// buildBinary compiles this command into the test's temporary directory.
+// buildBinary compiles this command into the test's temporary directory,
+// stamped as the Makefile does, and checks that --version shows the stamp.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
@@ -33,8 +34,12 @@ func buildBinary(t *testing.T) string {
 		t.Fatalf("the go command is needed to build endcall: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "endcall")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	stamp := "-X main.version=v9.8.7 -X main.commit=abc123"
+	if out, err := exec.Command(goTool, "build", "-ldflags", stamp, "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "--version").Output(); err != nil || string(out) != "endcall v9.8.7 (commit abc123)\n" {
+		t.Errorf("--version of the stamped binary: %q %v", out, err)
 	}
 	return bin
 }
