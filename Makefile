@@ -51,7 +51,7 @@ dev: build
 # ./.bench/ with durable commits (fsync on), so that the numbers are
 # realistic: the Go benchmarks of the hot pure functions, then cmd/bench,
 # which runs `endcall all` against its floors and prints one table (the
-# README's Benchmarks section). Flags for cmd/bench: make bench
+# docs/benchmarks.md). Flags for cmd/bench: make bench
 # BENCHFLAGS='-pprof /tmp/prof'. BenchmarkQueryCalls (go test ./postgres
 # -bench QueryCalls) is left out: it seeds its own million calls, and
 # cmd/bench measures the same queries through the API.
