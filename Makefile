@@ -47,10 +47,10 @@ check:
 dev: build
 	@$(SERVICES) run .dev -- bash -c './endcall migrate && exec scripts/dev.sh'
 
-# The benchmarks (issue 6), against throwaway Postgres and Redis under
-# ./.bench/ with durable commits (fsync on), so that the numbers are
-# realistic: the Go benchmarks of the hot pure functions, then cmd/bench,
-# which runs `endcall all` against its floors and prints one table (the
+# The benchmarks, against throwaway Postgres and Redis under ./.bench/ with
+# durable commits (fsync on), so that the numbers are realistic: the Go
+# benchmarks of the hot pure functions, then cmd/bench, which runs
+# `endcall all` against its floors and prints one table (see
 # docs/benchmarks.md). Flags for cmd/bench: make bench
 # BENCHFLAGS='-pprof /tmp/prof'. BenchmarkQueryCalls (go test ./postgres
 # -bench QueryCalls) is left out: it seeds its own million calls, and
