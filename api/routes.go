@@ -20,6 +20,7 @@ func (s *Server) routes() {
 	v1.HandleFunc("/providers/twilio/status", s.handleTwilioStatus).Methods(http.MethodPost)
 	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handleGetCall))).Methods(http.MethodGet)
 	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handlePatchCall))).Methods(http.MethodPatch)
+	v1.Handle("/calls/{id}/deliveries", s.authenticate(http.HandlerFunc(s.handleCallDeliveries))).Methods(http.MethodGet)
 
 	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleCreatePhoneNumber))).Methods(http.MethodPost)
 	v1.Handle("/phone-numbers", s.authenticate(http.HandlerFunc(s.handleListPhoneNumbers))).Methods(http.MethodGet)
@@ -28,8 +29,12 @@ func (s *Server) routes() {
 	v1.Handle("/webhooks", s.authenticate(http.HandlerFunc(s.handleCreateWebhook))).Methods(http.MethodPost)
 	v1.Handle("/webhooks", s.authenticate(http.HandlerFunc(s.handleListWebhooks))).Methods(http.MethodGet)
 	v1.Handle("/webhooks/{id}", s.authenticate(http.HandlerFunc(s.handleGetWebhook))).Methods(http.MethodGet)
+	v1.Handle("/webhooks/{id}", s.authenticate(http.HandlerFunc(s.handlePatchWebhook))).Methods(http.MethodPatch)
 	v1.Handle("/webhooks/{id}", s.authenticate(http.HandlerFunc(s.handleDeleteWebhook))).Methods(http.MethodDelete)
+	v1.Handle("/webhooks/{id}/test", s.authenticate(http.HandlerFunc(s.handleTestWebhook))).Methods(http.MethodPost)
+	v1.Handle("/webhooks/{id}/replay", s.authenticate(http.HandlerFunc(s.handleReplay))).Methods(http.MethodPost)
 	v1.Handle("/webhooks/{id}/rotate-secret", s.authenticate(http.HandlerFunc(s.handleRotateSecret))).Methods(http.MethodPost)
 	v1.Handle("/webhooks/{id}/deliveries", s.authenticate(http.HandlerFunc(s.handleListDeliveries))).Methods(http.MethodGet)
+	v1.Handle("/webhook-deliveries", s.authenticate(http.HandlerFunc(s.handleListWorkspaceDeliveries))).Methods(http.MethodGet)
 	v1.Handle("/webhook-deliveries/{id}/redeliver", s.authenticate(http.HandlerFunc(s.handleRedeliver))).Methods(http.MethodPost)
 }

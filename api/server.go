@@ -30,9 +30,10 @@ type Store interface {
 
 // Deps are what the server is built from.
 type Deps struct {
-	Store     Store
-	Webhooks  WebhookStore
-	Redeliver Redeliverer
+	Store    Store
+	Webhooks WebhookStore
+	// Redeliver queues test events, redeliveries and replays.
+	Redeliver DeliveryQueue
 	// AllowPrivateWebhooks is WEBHOOK_ALLOW_PRIVATE_NETWORKS.
 	AllowPrivateWebhooks bool
 	Calls                endcall.CallService
@@ -52,7 +53,7 @@ type Deps struct {
 type Server struct {
 	store        Store
 	webhooks     WebhookStore
-	redeliver    Redeliverer
+	queue        DeliveryQueue
 	allowPrivate bool
 	calls        endcall.CallService
 	log          *slog.Logger
@@ -67,7 +68,7 @@ type Server struct {
 
 // NewServer returns the API with every route mounted (see routes.go).
 func NewServer(d Deps) *Server {
-	s := &Server{store: d.Store, webhooks: d.Webhooks, redeliver: d.Redeliver, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, twilio: d.Twilio, legacy: d.LegacyEmptyErrors, now: d.Now}
+	s := &Server{store: d.Store, webhooks: d.Webhooks, queue: d.Redeliver, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, twilio: d.Twilio, legacy: d.LegacyEmptyErrors, now: d.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}

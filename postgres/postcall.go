@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/webhook"
 )
 
 // CallByID returns a call whatever its workspace; for background tasks,
@@ -49,10 +50,10 @@ const unflushed = `(SELECT set_config('synchronous_commit', 'off', true)) AS unf
 // CompleteAnalysis stores the analysis of a call whose analysis is pending
 // and, in the same commit, owes its call.analyzed deliveries, each with its
 // body (the call as the analysis left it) already fixed. It returns the IDs
-// of every call.analyzed delivery of the call still pending, so that a
+// work of every call.analyzed delivery of the call still pending, so that a
 // re-run after a crash queues what the first run could not. Two round
 // trips: [BEGIN, the update] and [the deliveries, COMMIT].
-func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error) {
+func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error) {
 	var analysis []byte
 	var sentiment *string
 	if a != nil {
@@ -93,7 +94,6 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *
 		return nil, dbError(err)
 	}
 
-	var ids []string
 	var deliver pgx.Batch
 	if call == nil {
 		deliver.Queue(pendingAnalyzedSQL, callID)
@@ -109,13 +109,36 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID, status string, a *
 				FROM webhook_endpoints e
 				WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
 				ON CONFLICT (endpoint_id, call_id, event) DO NOTHING
-				RETURNING id
-			)
-			SELECT ARRAY(SELECT id FROM created UNION
-				SELECT id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')`,
-			callID, call.WorkspaceID, body, at)
+				RETURNING id, endpoint_id
+			), owed AS (SELECT id, endpoint_id FROM created UNION
+				SELECT id, endpoint_id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')
+			`+describeOwedSQL, callID, call.WorkspaceID, body, at)
 	}
-	return ids, dbError(commitWith(ctx, conn, &deliver, &ids))
+	var owed []byte
+	if err := commitWith(ctx, conn, &deliver, &owed); err != nil {
+		return nil, dbError(err)
+	}
+	return analyzedWork(callID, owed)
+}
+
+// describeOwedSQL describes the deliveries of a CTE "owed" (id,
+// endpoint_id) as one JSON array of [id, workspace, endpoint, url] arrays.
+const describeOwedSQL = `SELECT coalesce(jsonb_agg(jsonb_build_array(o.id, e.workspace_id, e.id, e.url) ORDER BY o.id), '[]')
+	FROM owed o JOIN webhook_endpoints e ON e.id = o.endpoint_id`
+
+// analyzedWork reads describeOwedSQL's array as the call.analyzed deliveries
+// owed for a call.
+func analyzedWork(callID string, owed []byte) ([]endcall.Work, error) {
+	var rows [][4]string
+	if err := json.Unmarshal(owed, &rows); err != nil {
+		return nil, err
+	}
+	work := make([]endcall.Work, len(rows))
+	for i, r := range rows {
+		work[i] = endcall.Work{Kind: endcall.WorkDeliver, CallID: callID, DeliveryID: r[0], WorkspaceID: r[1],
+			EndpointID: r[2], Host: webhook.Host(r[3]), Event: endcall.EventCallAnalyzed}
+	}
+	return work, nil
 }
 
 const completeAnalysisSQL = `UPDATE calls c SET analysis_status = $2, analysis = $3, analysis_sentiment = $4,
@@ -139,7 +162,7 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 		SELECT 'hangup', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')
 		UNION ALL SELECT 'room_delete', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
 		UNION ALL SELECT 'analyze', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
-		UNION ALL SELECT 'deliver', call_id::text, id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
+		UNION ALL SELECT 'deliver', coalesce(call_id::text, ''), id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
 		calls, deliveries)
 	if err != nil {
 		return nil, dbError(err)
@@ -155,7 +178,7 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 	var still []endcall.Work
 	for _, w := range work {
 		for _, o := range owed {
-			if o == w {
+			if o.Same(w) {
 				still = append(still, w)
 				break
 			}
@@ -164,9 +187,9 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 	return still, nil
 }
 
-// pendingAnalyzedSQL lists the call.analyzed deliveries of call $1 still pending.
-const pendingAnalyzedSQL = `SELECT ARRAY(SELECT id FROM webhook_deliveries
-	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')`
+// pendingAnalyzedSQL describes the call.analyzed deliveries of call $1 still pending.
+const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id FROM webhook_deliveries
+	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending') ` + describeOwedSQL
 
 // OwedWork lists post-call work recorded as owed and not done, for work
 // that has been owed since before cutoff (younger work is normally still
@@ -195,8 +218,8 @@ func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, li
 		(SELECT 'analyze', id::text, '' FROM calls
 			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'deliver', call_id::text, id FROM webhook_deliveries
-			WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
+		(SELECT 'deliver', coalesce(d.call_id::text, ''), d.id FROM webhook_deliveries d
+			WHERE d.status = 'pending' AND d.next_attempt_at < $1 ORDER BY d.next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
 	if err != nil {
 		return nil, dbError(err)
 	}
