@@ -243,7 +243,7 @@ func (s *Store) ReplayDeliveries(ctx context.Context, f endcall.ReplayFilter, li
 // CreateTestDelivery owes a delivery of body, an example event of type
 // event whose call is not stored, to a live endpoint of the workspace.
 func (s *Store) CreateTestDelivery(ctx context.Context, workspaceID, endpointID, event string, body []byte, at time.Time) (*endcall.Delivery, error) {
-	row := s.pool.QueryRow(ctx, `INSERT INTO webhook_deliveries d (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
+	row := s.pool.QueryRow(ctx, `INSERT INTO webhook_deliveries AS d (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
 		SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, NULL, $3, $4, $5, $5, $5
 		FROM webhook_endpoints e WHERE e.id = $1 AND e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL
 		RETURNING `+deliveryColumns, endpointID, workspaceID, event, body, at)
@@ -314,10 +314,10 @@ func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.Delivery
 			next_attempt_at = coalesce($4, next_attempt_at), updated_at = now()
 			FROM `+unflushed+` WHERE id = $1 RETURNING endpoint_id)
 		UPDATE webhook_endpoints e SET
-			last_success_at = CASE WHEN $5 THEN $6 ELSE e.last_success_at END,
-			failing_since = CASE WHEN $5 THEN NULL ELSE coalesce(e.failing_since, $6) END
+			last_success_at = CASE WHEN $5 THEN $6::timestamptz ELSE e.last_success_at END,
+			failing_since = CASE WHEN $5 THEN NULL ELSE coalesce(e.failing_since, $6::timestamptz) END
 		FROM d WHERE e.id = d.endpoint_id AND CASE WHEN $5
-			THEN e.failing_since IS NOT NULL OR e.last_success_at IS NULL OR e.last_success_at < $6 - interval '1 minute'
+			THEN e.failing_since IS NOT NULL OR e.last_success_at IS NULL OR e.last_success_at < $6::timestamptz - interval '1 minute'
 			ELSE e.failing_since IS NULL END`, id, raw, status, a.NextAttemptAt, ok, a.At)
 	return dbError(err)
 }

@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/endcall/endcall"
@@ -38,6 +40,7 @@ type pipelineOptions struct {
 	redisURL       string
 	databaseURL    string
 	noWorker       bool
+	disableAfter   time.Duration
 }
 
 // pipeline is the whole service in one test: API, end path, worker and
@@ -110,15 +113,30 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 // startWorker runs the worker with every handler, as `endcall worker` does.
 func (p *pipeline) startWorker() {
 	p.t.Helper()
-	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
-	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
-	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: analysis.Builtin{}, Queue: p.enq, Log: p.log})
-	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
-		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true)})
+	w := p.newWorker()
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopWork, p.workDone = cancel, make(chan error, 1)
 	go func() { p.workDone <- w.Run(ctx) }()
 	p.t.Cleanup(p.stopWorker)
+}
+
+// newWorker builds a worker with every post-call handler.
+func (p *pipeline) newWorker() *worker.Worker {
+	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
+	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: analysis.Builtin{}, Queue: p.enq, Log: p.log})
+	w.Handle(jobs.TypeDeliver, p.deliverHandler())
+	return w
+}
+
+// deliverHandler is webhook:deliver as `endcall worker` builds it, with a
+// rate limiter of its own on the pipeline's Redis, as each process has.
+func (p *pipeline) deliverHandler() *jobs.DeliverHandler {
+	rdb := p.redis.MakeRedisClient().(redis.UniversalClient)
+	p.t.Cleanup(func() { rdb.Close() })
+	return &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
+		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true), DisableAfter: p.opts.disableAfter,
+		Limiter: redis_rate.NewLimiter(rdb)}
 }
 
 func (p *pipeline) stopWorker() {
