@@ -207,18 +207,19 @@ const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id FROM webhook_de
 // by primary key).
 func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error) {
 	rows, err := s.pool.Query(ctx, `
-		(SELECT 'hangup', id::text, '' FROM calls
+		(SELECT 'hangup', id::text, '', workspace_id::text, '', '', '' FROM calls
 			WHERE (provider_hangup_status = 'retrying' AND ended_at < $1
 				OR provider_hangup_status = 'pending' AND ended_at < $3)
 			ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'room_delete', id::text, '' FROM calls
+		(SELECT 'room_delete', id::text, '', workspace_id::text, '', '', '' FROM calls
 			WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'analyze', id::text, '' FROM calls
+		(SELECT 'analyze', id::text, '', workspace_id::text, '', '', '' FROM calls
 			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'deliver', coalesce(d.call_id::text, ''), d.id FROM webhook_deliveries d
+		(SELECT 'deliver', coalesce(d.call_id::text, ''), d.id, d.workspace_id::text, d.endpoint_id::text, e.url, d.event
+			FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
 			WHERE d.status = 'pending' AND d.next_attempt_at < $1 ORDER BY d.next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
 	if err != nil {
 		return nil, dbError(err)
@@ -227,9 +228,11 @@ func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, li
 	var work []endcall.Work
 	for rows.Next() {
 		var w endcall.Work
-		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID); err != nil {
+		var url string
+		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.WorkspaceID, &w.EndpointID, &url, &w.Event); err != nil {
 			return nil, dbError(err)
 		}
+		w.Host = webhook.Host(url)
 		work = append(work, w)
 	}
 	return work, dbError(rows.Err())
