@@ -19,12 +19,25 @@ const (
 
 // Work is one owed piece of post-call work. DeliveryID is set for
 // WorkDeliver only; Run for WorkAnalyze, where 0 and 1 both mean the
-// analysis the end owes and a higher run a re-analysis.
+// analysis the end owes and a higher run a re-analysis. WorkspaceID,
+// EndpointID, Host (of the endpoint's URL) and Event only describe the work
+// to an operator reading its task; they are set where known.
 type Work struct {
 	Kind       string
 	CallID     string
 	DeliveryID string
 	Run        int
+
+	WorkspaceID string
+	EndpointID  string
+	Host        string
+	Event       string
+}
+
+// Same reports whether w and o are the same piece of work, whatever run of
+// an analysis each knew of (the task reads the current one).
+func (w Work) Same(o Work) bool {
+	return w.Kind == o.Kind && w.CallID == o.CallID && w.DeliveryID == o.DeliveryID
 }
 
 // Queue hands owed work to the background engine. Enqueueing the same work

@@ -28,6 +28,7 @@ func (s *Server) routes() {
 	s.mount(v1, "/providers/twilio/status", methods{http.MethodPost: http.HandlerFunc(s.handleTwilioStatus)})
 	s.mount(v1, "/calls/{id}", methods{http.MethodGet: auth(s.handleGetCall), http.MethodPatch: auth(s.handlePatchCall)})
 	s.mount(v1, "/calls/{id}/analyze", methods{http.MethodPost: auth(s.handleReanalyze)})
+	s.mount(v1, "/calls/{id}/deliveries", methods{http.MethodGet: auth(s.handleCallDeliveries)})
 
 	s.mount(v1, "/analysis-plans", methods{http.MethodPost: auth(s.handleCreatePlan), http.MethodGet: auth(s.handleListPlans)})
 	s.mount(v1, "/analysis-plans/{id}", methods{http.MethodGet: auth(s.handleGetPlan),
@@ -37,9 +38,13 @@ func (s *Server) routes() {
 	s.mount(v1, "/phone-numbers/{id}", methods{http.MethodDelete: auth(s.handleDeletePhoneNumber)})
 
 	s.mount(v1, "/webhooks", methods{http.MethodPost: auth(s.handleCreateWebhook), http.MethodGet: auth(s.handleListWebhooks)})
-	s.mount(v1, "/webhooks/{id}", methods{http.MethodGet: auth(s.handleGetWebhook), http.MethodDelete: auth(s.handleDeleteWebhook)})
+	s.mount(v1, "/webhooks/{id}", methods{http.MethodGet: auth(s.handleGetWebhook), http.MethodPatch: auth(s.handlePatchWebhook),
+		http.MethodDelete: auth(s.handleDeleteWebhook)})
+	s.mount(v1, "/webhooks/{id}/test", methods{http.MethodPost: auth(s.handleTestWebhook)})
+	s.mount(v1, "/webhooks/{id}/replay", methods{http.MethodPost: auth(s.handleReplay)})
 	s.mount(v1, "/webhooks/{id}/rotate-secret", methods{http.MethodPost: auth(s.handleRotateSecret)})
 	s.mount(v1, "/webhooks/{id}/deliveries", methods{http.MethodGet: auth(s.handleListDeliveries)})
+	s.mount(v1, "/webhook-deliveries", methods{http.MethodGet: auth(s.handleListWorkspaceDeliveries)})
 	s.mount(v1, "/webhook-deliveries/{id}/redeliver", methods{http.MethodPost: auth(s.handleRedeliver)})
 }
 

@@ -33,12 +33,12 @@ type Store interface {
 
 // Deps are what the server is built from.
 type Deps struct {
-	Store     Store
-	Webhooks  WebhookStore
-	Redeliver Redeliverer
-	// Plans stores analysis plans and owes re-analyses, which Queue queues.
+	Store    Store
+	Webhooks WebhookStore
+	// Redeliver queues re-analyses, test events, redeliveries and replays.
+	Redeliver DeliveryQueue
+	// Plans stores analysis plans and owes re-analyses.
 	Plans PlanStore
-	Queue endcall.Queue
 	// AllowPrivateWebhooks is WEBHOOK_ALLOW_PRIVATE_NETWORKS.
 	AllowPrivateWebhooks bool
 	Calls                endcall.CallService
@@ -58,9 +58,8 @@ type Deps struct {
 type Server struct {
 	store        Store
 	webhooks     WebhookStore
-	redeliver    Redeliverer
 	plans        PlanStore
-	queue        endcall.Queue
+	queue        DeliveryQueue
 	allowPrivate bool
 	calls        endcall.CallService
 	log          *slog.Logger
@@ -75,7 +74,7 @@ type Server struct {
 
 // NewServer returns the API with every route mounted (see routes.go).
 func NewServer(d Deps) *Server {
-	s := &Server{store: d.Store, webhooks: d.Webhooks, redeliver: d.Redeliver, plans: d.Plans, queue: d.Queue, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, twilio: d.Twilio, legacy: d.LegacyEmptyErrors, now: d.Now}
+	s := &Server{store: d.Store, webhooks: d.Webhooks, plans: d.Plans, queue: d.Redeliver, allowPrivate: d.AllowPrivateWebhooks, calls: d.Calls, log: d.Log, jwt: d.JWT, twilio: d.Twilio, legacy: d.LegacyEmptyErrors, now: d.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}

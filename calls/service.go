@@ -66,7 +66,7 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 			c.ProviderHangupStatus = &outcome
 		}
 		if outcome == endcall.HangupRetrying {
-			work = append(work, endcall.Work{Kind: endcall.WorkHangup, CallID: c.ID})
+			work = append(work, endcall.Work{Kind: endcall.WorkHangup, CallID: c.ID, WorkspaceID: c.WorkspaceID})
 		}
 	}
 	if s.OnEnded != nil {

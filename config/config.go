@@ -91,6 +91,12 @@ type Config struct {
 	WebhookTimeout time.Duration
 	// WebhookAllowPrivateNetworks is WEBHOOK_ALLOW_PRIVATE_NETWORKS.
 	WebhookAllowPrivateNetworks bool
+	// WebhookDisableAfter is WEBHOOK_DISABLE_AFTER: an endpoint whose
+	// attempts have all failed this long is disabled.
+	WebhookDisableAfter time.Duration
+	// WebhookDeliveryRetention is WEBHOOK_DELIVERY_RETENTION: deliveries no
+	// longer pending are deleted this long after their creation.
+	WebhookDeliveryRetention time.Duration
 
 	// MaxCallDuration is MAX_CALL_DURATION, after which an active call is overdue.
 	MaxCallDuration time.Duration
@@ -141,13 +147,15 @@ func Default() Config {
 			5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 			2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
 		},
-		WebhookTimeout:        15 * time.Second,
-		MaxCallDuration:       time.Hour,
-		OverdueScanInterval:   time.Minute,
-		RecoverySweepInterval: time.Minute,
-		WorkerConcurrency:     20,
-		LogLevel:              slog.LevelInfo,
-		LogFormat:             LogFormatJSON,
+		WebhookTimeout:           15 * time.Second,
+		WebhookDisableAfter:      120 * time.Hour,
+		WebhookDeliveryRetention: 720 * time.Hour,
+		MaxCallDuration:          time.Hour,
+		OverdueScanInterval:      time.Minute,
+		RecoverySweepInterval:    time.Minute,
+		WorkerConcurrency:        20,
+		LogLevel:                 slog.LevelInfo,
+		LogFormat:                LogFormatJSON,
 	}
 }
 
@@ -262,6 +270,8 @@ func load(getenv func(string) string, needRedis bool) (Config, error) {
 		c.WebhookRetrySchedule = l.schedule("WEBHOOK_RETRY_SCHEDULE", v)
 	}
 	l.duration("WEBHOOK_TIMEOUT", &c.WebhookTimeout, 0)
+	l.duration("WEBHOOK_DISABLE_AFTER", &c.WebhookDisableAfter, 0)
+	l.duration("WEBHOOK_DELIVERY_RETENTION", &c.WebhookDeliveryRetention, 0)
 	l.boolean("WEBHOOK_ALLOW_PRIVATE_NETWORKS", &c.WebhookAllowPrivateNetworks)
 
 	// Scheduler and sweeper.

@@ -20,7 +20,7 @@ type AnalyzeStore interface {
 	// CompleteAnalysis stores the result on a call still pending analysis
 	// on run, owes that run's call.analyzed deliveries in the same commit,
 	// and returns every such delivery still pending.
-	CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error)
+	CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error)
 }
 
 // AnalyzeHandler processes call:analyze.
@@ -64,13 +64,9 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 		h.observe(status)
 	}
-	ids, err := h.Store.CompleteAnalysis(ctx, c.ID, run, status, result, outcomes)
+	work, err := h.Store.CompleteAnalysis(ctx, c.ID, run, status, result, outcomes)
 	if err != nil {
 		return err
-	}
-	work := make([]endcall.Work, len(ids))
-	for i, id := range ids {
-		work[i] = endcall.Work{Kind: endcall.WorkDeliver, CallID: c.ID, DeliveryID: id}
 	}
 	if err := h.Queue.Enqueue(ctx, work); err != nil {
 		// The deliveries are owed in Postgres; the sweeper queues them.

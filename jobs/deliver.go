@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 
 	"github.com/endcall/endcall"
@@ -23,7 +25,15 @@ type DeliverStore interface {
 	FixDeliveryBody(ctx context.Context, id string, body []byte) ([]byte, error)
 	RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) error
 	FailDelivery(ctx context.Context, id string) error
-	DisableEndpoint(ctx context.Context, id string) error
+	// DisableEndpoint turns an endpoint off for reason and ends its pending
+	// deliveries as failed.
+	DisableEndpoint(ctx context.Context, id, reason string) error
+	// DisableIfFailing disables an endpoint whose every attempt has failed
+	// for at least after, and reports whether it did.
+	DisableIfFailing(ctx context.Context, id string, after time.Duration) (bool, error)
+	// PendingPredecessor reports whether the call.ended delivery of the call
+	// to the endpoint is pending, and when its next attempt is due.
+	PendingPredecessor(ctx context.Context, endpointID, callID string) (bool, time.Time, error)
 }
 
 // DeliverHandler processes webhook:deliver: one attempt per run, the next
@@ -33,21 +43,29 @@ type DeliverHandler struct {
 	Client *http.Client
 	// Schedule is WEBHOOK_RETRY_SCHEDULE: the delay before attempt n+2.
 	Schedule []time.Duration
-	Log      *slog.Logger
-	Now      func() time.Time
+	// DisableAfter is WEBHOOK_DISABLE_AFTER: an endpoint whose attempts
+	// have all failed this long is disabled. Zero never disables.
+	DisableAfter time.Duration
+	// Limiter, when set, holds every endpoint with a rate_limit to it,
+	// across every worker sharing its Redis.
+	Limiter *redis_rate.Limiter
+	Log     *slog.Logger
+	Now     func() time.Time
 	// OnAttempt, when set, observes each attempt's outcome (metrics).
 	OnAttempt func(outcome string)
 }
 
 // NewRedeliverTask returns a task that sends a delivery once more, now. Its
-// ID is fresh so that it never collides with the delivery's own task.
-func NewRedeliverTask(deliveryID, callID string, now time.Time) (*asynq.Task, error) {
-	payload, err := json.Marshal(DeliverPayload{DeliveryID: deliveryID, CallID: callID, Redeliver: true})
+// ID is fresh so that it never collides with the delivery's own task. It
+// makes one attempt; its few retries carry a postponement (see Postpone)
+// or a failure before the attempt.
+func NewRedeliverTask(w endcall.Work, now time.Time) (*asynq.Task, error) {
+	payload, err := json.Marshal(deliverPayload(w, true))
 	if err != nil {
 		return nil, err
 	}
-	return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(fmt.Sprintf("redeliver:%s:%d", deliveryID, now.UnixNano())),
-		asynq.Queue(QueueWebhooks), asynq.MaxRetry(0), asynq.Timeout(time.Minute)), nil
+	return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(fmt.Sprintf("redeliver:%s:%d", w.DeliveryID, now.UnixNano())),
+		asynq.Queue(QueueWebhooks), asynq.MaxRetry(3), asynq.Timeout(time.Minute)), nil
 }
 
 // RetryIn tells the worker's RetryDelayFunc when the next attempt is due,
@@ -58,6 +76,22 @@ type RetryIn struct {
 }
 
 func (e *RetryIn) Error() string { return e.Err }
+
+// Postpone re-schedules a delivery that may not be attempted yet: its
+// call's call.ended delivery to the same endpoint is still pending, or its
+// endpoint's rate limit is reached. The worker's RetryDelayFunc runs it
+// again at At, and its IsFailure does not count it, so no attempt is used
+// up and nothing is recorded.
+type Postpone struct {
+	At  time.Time
+	Why string
+}
+
+func (e *Postpone) Error() string { return "postponed: " + e.Why }
+
+// maxWaitInPlace is the longest a delivery waits for its turn in its
+// worker slot; a longer wait gives the slot back and re-schedules the task.
+const maxWaitInPlace = time.Second
 
 // ProcessTask makes one attempt. A delivery that already succeeded is not
 // sent again unless this is a redelivery.
@@ -85,11 +119,12 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// asynq releases retries on whole-second boundaries, up to a second
 	// before they are due: wait out the rest so that no attempt is early.
 	if wait := time.Until(j.NextAttemptAt); wait > 0 && wait <= 2*time.Second && len(j.Attempts) > 0 && !p.Redeliver {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if err := sleep(ctx, wait); err != nil {
+			return err
 		}
+	}
+	if err := h.await(ctx, j, p.Redeliver); err != nil {
+		return err
 	}
 	now := h.now()
 	sig, err := webhook.Sign(j.Secrets, j.ID, now, body)
@@ -105,6 +140,7 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	rec := endcall.DeliveryAttempt{Attempt: len(j.Attempts) + 1, At: now.UTC(), DurationMS: a.Duration.Milliseconds()}
 	if a.StatusCode != 0 {
 		rec.StatusCode = &a.StatusCode
+		rec.ResponseBody = &a.Body
 	}
 	if a.Err != "" {
 		rec.Error = &a.Err
@@ -117,19 +153,26 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryFailed); err != nil {
 			return err
 		}
-		if err := h.Store.DisableEndpoint(ctx, j.EndpointID); err != nil {
+		if err := h.Store.DisableEndpoint(ctx, j.EndpointID, endcall.DisabledGone); err != nil {
 			return err
 		}
 		return fmt.Errorf("receiver answered 410 Gone; endpoint %s disabled: %w", j.EndpointID, asynq.SkipRetry)
 	case p.Redeliver:
 		// A manual resend is one attempt; the delivery's own schedule, if
-		// it is still running, is left as it was.
-		return h.Store.RecordAttempt(ctx, j.ID, rec, j.Status)
+		// it is still running, is left as it was, and shown on the attempt.
+		if j.Status == endcall.DeliveryPending {
+			next := j.NextAttemptAt.UTC()
+			rec.NextAttemptAt = &next
+		}
+		if err := h.Store.RecordAttempt(ctx, j.ID, rec, j.Status); err != nil {
+			return err
+		}
+		return h.failing(ctx, j, nil)
 	case lastAttempt(ctx):
 		if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryFailed); err != nil {
 			return err
 		}
-		return errors.New("delivery failed after its last attempt: " + a.Err)
+		return h.failing(ctx, j, errors.New("delivery failed after its last attempt: "+a.Err))
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	delay := webhook.Jitter(h.Schedule[min(retried, len(h.Schedule)-1)], rand.Float64())
@@ -142,7 +185,99 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryPending); err != nil {
 		return err
 	}
-	return &RetryIn{At: next, Err: "attempt failed: " + a.Err}
+	return h.failing(ctx, j, &RetryIn{At: next, Err: "attempt failed: " + a.Err})
+}
+
+// failing follows a failed attempt: it disables the endpoint when every
+// attempt has failed for DisableAfter, which ends the delivery, and else
+// returns err.
+func (h *DeliverHandler) failing(ctx context.Context, j *endcall.DeliveryJob, err error) error {
+	if h.DisableAfter <= 0 {
+		return err
+	}
+	disabled, derr := h.Store.DisableIfFailing(ctx, j.EndpointID, h.DisableAfter)
+	if derr != nil {
+		h.Log.Warn("checking whether a failing endpoint is to be disabled failed", "endpoint_id", j.EndpointID, "error", derr)
+		return err
+	}
+	if disabled {
+		h.Log.Warn("webhook endpoint disabled: every attempt failed", "endpoint_id", j.EndpointID,
+			"workspace_id", j.WorkspaceID, "url_host", webhook.Host(j.URL), "after", h.DisableAfter)
+		return fmt.Errorf("endpoint %s disabled after failing for %v: %w", j.EndpointID, h.DisableAfter, asynq.SkipRetry)
+	}
+	return err
+}
+
+// await returns once the delivery may be attempted, or a *Postpone when its
+// turn is further off than maxWaitInPlace. A task with no retry left to
+// carry a postponement waits in place until its deadline.
+func (h *DeliverHandler) await(ctx context.Context, j *endcall.DeliveryJob, redeliver bool) error {
+	waited := time.Duration(0)
+	for {
+		pp, err := h.turn(ctx, j, redeliver)
+		if err != nil || pp == nil {
+			return err
+		}
+		wait := max(time.Until(pp.At), 0)
+		if canRetry(ctx) && waited+wait > maxWaitInPlace {
+			return pp
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		waited += wait
+	}
+}
+
+// turn returns a *Postpone when the delivery may not be attempted yet: a
+// call.analyzed waits for the call's call.ended to the same endpoint to
+// succeed or finally fail, and every delivery waits for its endpoint's
+// rate limit.
+func (h *DeliverHandler) turn(ctx context.Context, j *endcall.DeliveryJob, redeliver bool) (*Postpone, error) {
+	if j.Event == endcall.EventCallAnalyzed && j.CallID != nil && !redeliver {
+		pending, next, err := h.Store.PendingPredecessor(ctx, j.EndpointID, *j.CallID)
+		if err != nil {
+			return nil, err
+		}
+		if pending {
+			return &Postpone{At: maxTime(next, h.now()).Add(time.Second), Why: "the call's call.ended delivery to this endpoint is pending"}, nil
+		}
+	}
+	if h.Limiter != nil && j.RateLimit != nil {
+		res, err := h.Limiter.Allow(ctx, "endcall:webhook-rate:"+j.EndpointID,
+			redis_rate.Limit{Rate: *j.RateLimit, Period: time.Second, Burst: 1})
+		if err != nil {
+			return nil, fmt.Errorf("rate limiter: %w", err)
+		}
+		if res.Allowed == 0 {
+			return &Postpone{At: h.now().Add(res.RetryAfter), Why: "the endpoint's rate limit is reached"}, nil
+		}
+	}
+	return nil, nil
+}
+
+// canRetry reports whether the running task has a retry left, which a
+// postponement needs: asynq archives a task that fails with none.
+func canRetry(ctx context.Context) bool {
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	return retried < maxRetry
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // body returns the delivery's fixed payload. The transaction that creates a
@@ -153,7 +288,10 @@ func (h *DeliverHandler) body(ctx context.Context, j *endcall.DeliveryJob) ([]by
 	if j.Body != nil {
 		return j.Body, nil
 	}
-	c, err := h.Store.CallByID(ctx, j.CallID)
+	if j.CallID == nil {
+		return nil, fmt.Errorf("test delivery %s has no body: %w", j.ID, asynq.SkipRetry)
+	}
+	c, err := h.Store.CallByID(ctx, *j.CallID)
 	if err != nil {
 		return nil, err
 	}
@@ -187,12 +325,35 @@ func (h *DeliverHandler) observe(a webhook.Attempt) {
 	}
 }
 
-// Redeliver queues a one-off resend of d, now.
-func (e *Enqueuer) Redeliver(ctx context.Context, d *endcall.Delivery) error {
-	task, err := NewRedeliverTask(d.ID, d.CallID, time.Now())
-	if err != nil {
-		return err
+// Redeliver queues a one-off resend, now, of each delivery of work, and
+// returns how many it queued.
+func (e *Enqueuer) Redeliver(ctx context.Context, work []endcall.Work) (int, error) {
+	var (
+		mu     sync.Mutex
+		queued int
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	sem := make(chan struct{}, enqueueConcurrency)
+	now := time.Now()
+	for _, w := range work {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			task, err := NewRedeliverTask(w, now)
+			if err == nil {
+				_, err = e.Client.EnqueueContext(ctx, task)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				queued++
+			}
+		}()
 	}
-	_, err = e.Client.EnqueueContext(ctx, task)
-	return err
+	wg.Wait()
+	return queued, errors.Join(errs...)
 }

@@ -213,7 +213,7 @@ func (e *Enqueuer) Task(w endcall.Work) (*asynq.Task, error) {
 	case endcall.WorkAnalyze:
 		return newCallTask(TypeAnalyze, taskID(w), w.CallID, asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(5), asynq.Timeout(2*time.Minute))
 	case endcall.WorkDeliver:
-		payload, err := json.Marshal(DeliverPayload{DeliveryID: w.DeliveryID, CallID: w.CallID})
+		payload, err := json.Marshal(deliverPayload(w, false))
 		if err != nil {
 			return nil, err
 		}
@@ -228,12 +228,24 @@ type CallPayload struct {
 	CallID string `json:"call_id"`
 }
 
-// DeliverPayload is the payload of webhook:deliver.
+// DeliverPayload is the payload of webhook:deliver. Only DeliveryID and
+// Redeliver steer the handler; the rest names the delivery's subject for an
+// operator reading the task in the dashboard (never a secret, and the URL's
+// host only, since a URL may carry a token).
 type DeliverPayload struct {
-	DeliveryID string `json:"delivery_id"`
-	CallID     string `json:"call_id"`
+	DeliveryID  string `json:"delivery_id"`
+	WorkspaceID string `json:"workspace_id,omitempty"`
+	CallID      string `json:"call_id,omitempty"`
+	EndpointID  string `json:"endpoint_id,omitempty"`
+	Host        string `json:"url_host,omitempty"`
+	Event       string `json:"event,omitempty"`
 	// Redeliver marks a manual resend: sent even if the delivery succeeded.
 	Redeliver bool `json:"redeliver,omitempty"`
+}
+
+func deliverPayload(w endcall.Work, redeliver bool) DeliverPayload {
+	return DeliverPayload{DeliveryID: w.DeliveryID, WorkspaceID: w.WorkspaceID, CallID: w.CallID,
+		EndpointID: w.EndpointID, Host: w.Host, Event: w.Event, Redeliver: redeliver}
 }
 
 func newCallTask(typ, id, callID string, opts ...asynq.Option) (*asynq.Task, error) {

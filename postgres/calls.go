@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/webhook"
 )
 
 // callColumns is the select list scanCall reads, in order.
@@ -105,13 +106,17 @@ const recordEndSQL = `UPDATE calls c SET ended_at = $3, updated_at = $3, disconn
 			AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events))`
 
 // endedDeliveriesSQL owes the call.ended delivery of call $1 to every
-// endpoint subscribed now, each with its body $3 fixed.
-const endedDeliveriesSQL = `INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
-	SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $4, $4, $4
-	FROM webhook_endpoints e
-	WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
-	ON CONFLICT (endpoint_id, call_id, event, run) DO NOTHING
-	RETURNING id`
+// endpoint subscribed now, each with its body $3 fixed, and returns each
+// delivery's endpoint and URL, which its task names.
+const endedDeliveriesSQL = `WITH created AS (
+		INSERT INTO webhook_deliveries (id, workspace_id, endpoint_id, call_id, event, body, created_at, updated_at, next_attempt_at)
+		SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.workspace_id, e.id, $1, 'call.ended', $3, $4, $4, $4
+		FROM webhook_endpoints e
+		WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.ended' = ANY (e.events)
+		ON CONFLICT (endpoint_id, call_id, event, run) DO NOTHING
+		RETURNING id, endpoint_id
+	)
+	SELECT c.id, c.endpoint_id::text, e.url FROM created c JOIN webhook_endpoints e ON e.id = c.endpoint_id`
 
 // RecordEnd implements endcall.EndStore in one transaction and two round
 // trips: [BEGIN, the update] and [the deliveries, COMMIT]. Nothing outside
@@ -178,7 +183,7 @@ func (s *Store) RecordEnd(ctx context.Context, e endcall.EndRecord) (*endcall.Re
 			return nil, err
 		}
 	}
-	var deliveries []string
+	var deliveries []endcall.Work
 	var commit pgx.Batch
 	if subscribed {
 		commit.Queue(endedDeliveriesSQL, callID, wsID, body, at)
@@ -188,7 +193,13 @@ func (s *Store) RecordEnd(ctx context.Context, e endcall.EndRecord) (*endcall.Re
 	if subscribed {
 		rows, qerr := br.Query()
 		if qerr == nil {
-			deliveries, qerr = pgx.CollectRows(rows, pgx.RowTo[string])
+			deliveries, qerr = pgx.CollectRows(rows, func(r pgx.CollectableRow) (endcall.Work, error) {
+				w := endcall.Work{Kind: endcall.WorkDeliver, CallID: callID, WorkspaceID: wsID, Event: endcall.EventCallEnded}
+				var url string
+				err := r.Scan(&w.DeliveryID, &w.EndpointID, &url)
+				w.Host = webhook.Host(url)
+				return w, err
+			})
 		}
 		err = qerr
 	}
@@ -240,16 +251,13 @@ func canonicalUUID(id string) (string, bool) {
 
 // owedWork lists the tasks that a just-committed end owes, besides its
 // hangup, which the end path makes itself.
-func owedWork(c *endcall.Call, deliveryIDs []string) []endcall.Work {
-	work := make([]endcall.Work, 0, 2+len(deliveryIDs))
+func owedWork(c *endcall.Call, deliveries []endcall.Work) []endcall.Work {
+	work := make([]endcall.Work, 0, 2+len(deliveries))
 	if deref(c.RoomStatus) == endcall.RoomPending {
-		work = append(work, endcall.Work{Kind: endcall.WorkRoomDelete, CallID: c.ID})
+		work = append(work, endcall.Work{Kind: endcall.WorkRoomDelete, CallID: c.ID, WorkspaceID: c.WorkspaceID})
 	}
-	work = append(work, endcall.Work{Kind: endcall.WorkAnalyze, CallID: c.ID})
-	for _, id := range deliveryIDs {
-		work = append(work, endcall.Work{Kind: endcall.WorkDeliver, CallID: c.ID, DeliveryID: id})
-	}
-	return work
+	work = append(work, endcall.Work{Kind: endcall.WorkAnalyze, CallID: c.ID, WorkspaceID: c.WorkspaceID})
+	return append(work, deliveries...)
 }
 
 func deref(s *string) string {

@@ -52,12 +52,12 @@ func newEndFixture(t *testing.T, key byte) *endFixture {
 	if f.ws2, _, err = f.store.CreateAPIKey(ctx, "two"); err != nil {
 		t.Fatal(err)
 	}
-	e, err := f.store.CreateEndpoint(ctx, f.ws, "https://example.com/hook", []string{endcall.EventCallEnded}, nil, "whsec_"+uuid.NewString())
+	e, err := f.store.CreateEndpoint(ctx, f.ws, "https://example.com/hook", []string{endcall.EventCallEnded}, nil, nil, "whsec_"+uuid.NewString())
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.endpoint = e.ID
-	if _, err := f.store.CreateEndpoint(ctx, f.ws, "https://example.com/analyzed", []string{endcall.EventCallAnalyzed}, nil, "whsec_"+uuid.NewString()); err != nil {
+	if _, err := f.store.CreateEndpoint(ctx, f.ws, "https://example.com/analyzed", []string{endcall.EventCallAnalyzed}, nil, nil, "whsec_"+uuid.NewString()); err != nil {
 		t.Fatal(err)
 	}
 	p, err := f.store.CreatePhoneNumber(ctx, f.ws, "+15550000001", "twilio",

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/webhook"
 )
 
 // CallByID returns a call whatever its workspace; for background tasks,
@@ -52,11 +53,10 @@ const unflushed = `(SELECT set_config('synchronous_commit', 'off', true)) AS unf
 // CompleteAnalysis stores the analysis of a call whose analysis is pending
 // on the given run and, in the same commit, owes that run's call.analyzed
 // deliveries, each with its body (the call as the analysis left it)
-// already fixed. It returns the IDs
-// of every call.analyzed delivery of the call still pending, so that a
-// re-run after a crash queues what the first run could not. Two round
-// trips: [BEGIN, the update] and [the deliveries, COMMIT].
-func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]string, error) {
+// already fixed. It returns every call.analyzed delivery of the call still
+// pending, so that a re-run after a crash queues what the first run could
+// not. Two round trips: [BEGIN, the update] and [the deliveries, COMMIT].
+func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error) {
 	var analysis []byte
 	var sentiment *string
 	if a != nil {
@@ -97,7 +97,6 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, st
 		return nil, dbError(err)
 	}
 
-	var ids []string
 	var deliver pgx.Batch
 	if call == nil {
 		deliver.Queue(pendingAnalyzedSQL, callID)
@@ -113,13 +112,36 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, st
 				FROM webhook_endpoints e
 				WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
 				ON CONFLICT (endpoint_id, call_id, event, run) DO NOTHING
-				RETURNING id
-			)
-			SELECT ARRAY(SELECT id FROM created UNION
-				SELECT id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')`,
-			callID, call.WorkspaceID, body, at, run)
+				RETURNING id, endpoint_id
+			), owed AS (SELECT id, endpoint_id FROM created UNION
+				SELECT id, endpoint_id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')
+			`+describeOwedSQL, callID, call.WorkspaceID, body, at, run)
 	}
-	return ids, dbError(commitWith(ctx, conn, &deliver, &ids))
+	var owed []byte
+	if err := commitWith(ctx, conn, &deliver, &owed); err != nil {
+		return nil, dbError(err)
+	}
+	return analyzedWork(callID, owed)
+}
+
+// describeOwedSQL describes the deliveries of a CTE "owed" (id,
+// endpoint_id) as one JSON array of [id, workspace, endpoint, url] arrays.
+const describeOwedSQL = `SELECT coalesce(jsonb_agg(jsonb_build_array(o.id, e.workspace_id, e.id, e.url) ORDER BY o.id), '[]')
+	FROM owed o JOIN webhook_endpoints e ON e.id = o.endpoint_id`
+
+// analyzedWork reads describeOwedSQL's array as the call.analyzed deliveries
+// owed for a call.
+func analyzedWork(callID string, owed []byte) ([]endcall.Work, error) {
+	var rows [][4]string
+	if err := json.Unmarshal(owed, &rows); err != nil {
+		return nil, err
+	}
+	work := make([]endcall.Work, len(rows))
+	for i, r := range rows {
+		work[i] = endcall.Work{Kind: endcall.WorkDeliver, CallID: callID, DeliveryID: r[0], WorkspaceID: r[1],
+			EndpointID: r[2], Host: webhook.Host(r[3]), Event: endcall.EventCallAnalyzed}
+	}
+	return work, nil
 }
 
 const completeAnalysisSQL = `UPDATE calls c SET analysis_status = $2, analysis = $3, analysis_sentiment = $4,
@@ -143,7 +165,7 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 		SELECT 'hangup', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')
 		UNION ALL SELECT 'room_delete', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
 		UNION ALL SELECT 'analyze', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
-		UNION ALL SELECT 'deliver', call_id::text, id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
+		UNION ALL SELECT 'deliver', coalesce(call_id::text, ''), id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
 		calls, deliveries)
 	if err != nil {
 		return nil, dbError(err)
@@ -161,7 +183,7 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 	// the current one.
 	for _, w := range work {
 		for _, o := range owed {
-			if o.Kind == w.Kind && o.CallID == w.CallID && o.DeliveryID == w.DeliveryID {
+			if o.Same(w) {
 				still = append(still, w)
 				break
 			}
@@ -170,9 +192,9 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 	return still, nil
 }
 
-// pendingAnalyzedSQL lists the call.analyzed deliveries of call $1 still pending.
-const pendingAnalyzedSQL = `SELECT ARRAY(SELECT id FROM webhook_deliveries
-	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')`
+// pendingAnalyzedSQL describes the call.analyzed deliveries of call $1 still pending.
+const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id FROM webhook_deliveries
+	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending') ` + describeOwedSQL
 
 // OwedWork lists post-call work recorded as owed and not done, for work
 // that has been owed since before cutoff (younger work is normally still
@@ -190,19 +212,20 @@ const pendingAnalyzedSQL = `SELECT ARRAY(SELECT id FROM webhook_deliveries
 // by primary key).
 func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error) {
 	rows, err := s.pool.Query(ctx, `
-		(SELECT 'hangup', id::text, '', 0 FROM calls
+		(SELECT 'hangup', id::text, '', 0, workspace_id::text, '', '', '' FROM calls
 			WHERE (provider_hangup_status = 'retrying' AND ended_at < $1
 				OR provider_hangup_status = 'pending' AND ended_at < $3)
 			ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'room_delete', id::text, '', 0 FROM calls
+		(SELECT 'room_delete', id::text, '', 0, workspace_id::text, '', '', '' FROM calls
 			WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'analyze', id::text, '', analysis_run FROM calls
+		(SELECT 'analyze', id::text, '', analysis_run, workspace_id::text, '', '', '' FROM calls
 			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'deliver', call_id::text, id, 0 FROM webhook_deliveries
-			WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
+		(SELECT 'deliver', coalesce(d.call_id::text, ''), d.id, 0, d.workspace_id::text, d.endpoint_id::text, e.url, d.event
+			FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+			WHERE d.status = 'pending' AND d.next_attempt_at < $1 ORDER BY d.next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
 	if err != nil {
 		return nil, dbError(err)
 	}
@@ -210,9 +233,11 @@ func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, li
 	var work []endcall.Work
 	for rows.Next() {
 		var w endcall.Work
-		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.Run); err != nil {
+		var url string
+		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.Run, &w.WorkspaceID, &w.EndpointID, &url, &w.Event); err != nil {
 			return nil, dbError(err)
 		}
+		w.Host = webhook.Host(url)
 		work = append(work, w)
 	}
 	return work, dbError(rows.Err())

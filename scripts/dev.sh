@@ -87,6 +87,7 @@ TELEPHONY_MODE=simulated \
 	LIVEKIT_API_SECRET=$livekit_secret \
 	WEBHOOK_ALLOW_PRIVATE_NETWORKS=true \
 	RECOVERY_SWEEP_INTERVAL=10s \
+	WEBHOOK_RETRY_SCHEDULE=${WEBHOOK_RETRY_SCHEDULE:-5s,10s,15s} \
 	LOG_FORMAT=text \
 	LOG_LEVEL=${LOG_LEVEL:-warn} \
 	./endcall all &
@@ -112,7 +113,12 @@ api() {
 }
 
 api POST /v1/phone-numbers '{"number":"+15550100000","provider":"twilio"}' >/dev/null
-webhook_secret=$(api POST /v1/webhooks "{\"url\":\"$peer/webhooks\",\"description\":\"make dev receiver\"}" | json_str secret)
+endpoint=$(api POST /v1/webhooks "{\"url\":\"$peer/webhooks\",\"description\":\"make dev receiver\"}")
+webhook_secret=$(json_str secret <<<"$endpoint")
+endpoint_id=$(json_str id <<<"$endpoint")
+# A second endpoint that always fails: with the short retry schedule above,
+# its deliveries are failed (and their tasks archived) within a minute.
+failing_id=$(api POST /v1/webhooks "{\"url\":\"$peer/failing\",\"description\":\"make dev: always fails\"}" | json_str id)
 WEBHOOK_SECRET=$webhook_secret LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=$livekit_secret \
 	"$peer_dir/devpeer" -addr "127.0.0.1:$peer_port" &
 peer_pid=$!
@@ -141,13 +147,29 @@ cat <<EOF
              login: admin / $dashboard_password
  Demo calls: ${call_ids[*]}
 
- Webhooks:   $peer/webhooks (devpeer verifies and prints each one;
-             it also plays LiveKit, so room deletions show up here too)
+ Webhooks:   $peer/webhooks is endpoint $endpoint_id: devpeer verifies
+             its signatures with that endpoint's secret only, so an endpoint
+             you register yourself at the same URL gets 401s (its secret
+             differs). devpeer also plays LiveKit: room deletions show here.
+             $peer/failing is endpoint $failing_id: it always answers 500,
+             retried on WEBHOOK_RETRY_SCHEDULE=${WEBHOOK_RETRY_SCHEDULE:-5s,10s,15s},
+             so its deliveries end failed within a minute.
 
  End the first demo call; the room deletion, the analysis and two verified
  webhooks (call.ended, call.analyzed) appear below within a second:
 
    curl -sS -X POST $base/v1/calls/end -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' -d '{"call_id":"${call_ids[0]}"}'
+
+ Next steps:
+
+   # the failed deliveries of the workspace, with each attempt's answer
+   curl -sS "$base/v1/webhook-deliveries?status=failed" -H "Authorization: Bearer $api_key"
+   # register a call
+   curl -sS -X POST $base/v1/calls -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' -d '{"call_from":"+15550100000","call_to":"+15550109999","call_direction":"outbound","call_status":"in-progress"}'
+   # add a webhook endpoint (the answer shows its secret once)
+   curl -sS -X POST $base/v1/webhooks -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' -d '{"url":"https://example.com/hooks","events":["call.ended"]}'
+   # query calls
+   curl -sS "$base/v1/calls/query?page=0&per_page=10" -H "Authorization: Bearer $api_key"
 
  Ctrl-C stops the server, Postgres and Redis.
 ==============================================================================

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -89,7 +90,11 @@ type Attempt struct {
 	Duration   time.Duration // from sending to the answer's last byte read
 	RetryAfter time.Duration // the receiver's Retry-After on 429/503, capped at 1 h; 0 if none
 	Gone       bool          // the receiver answered 410: disable the endpoint
+	Body       string        // the first KiB of the answer, as valid UTF-8 text without NUL
 }
+
+// MaxResponseBody is how much of a receiver's answer an attempt records.
+const MaxResponseBody = 1 << 10
 
 // OK reports whether the receiver accepted the delivery (a 2xx answer).
 func (a Attempt) OK() bool { return a.StatusCode >= 200 && a.StatusCode <= 299 }
@@ -119,9 +124,11 @@ func Send(ctx context.Context, c *http.Client, url, msgID string, ts time.Time, 
 	if err != nil {
 		return Attempt{Err: describeError(err, c.Timeout), Duration: time.Since(start)}
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
+	head := make([]byte, MaxResponseBody)
+	n, _ := io.ReadFull(resp.Body, head)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead-MaxResponseBody))
 	_ = resp.Body.Close()
-	a := Attempt{StatusCode: resp.StatusCode, Duration: time.Since(start)}
+	a := Attempt{StatusCode: resp.StatusCode, Duration: time.Since(start), Body: bodyText(head[:n])}
 	switch {
 	case a.OK():
 	case resp.StatusCode >= 300 && resp.StatusCode <= 399:
@@ -188,4 +195,21 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		d = t.Sub(now)
 	}
 	return max(0, min(d, maxRetryAfter))
+}
+
+// Host returns the host (and port, if any) of an endpoint URL, which task
+// payloads and logs name instead of the URL, which may carry a token.
+func Host(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
+// bodyText makes the head of an answer storable as JSON text in Postgres:
+// invalid UTF-8 (including a character cut at the 1 KiB mark) becomes
+// U+FFFD and NUL, which jsonb cannot hold, is dropped.
+func bodyText(b []byte) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(string(b), "\uFFFD"), "\x00", "")
 }

@@ -516,8 +516,14 @@ func (databaseDown) FixDeliveryBody(context.Context, string, []byte) ([]byte, er
 func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, string) error {
 	return errDown
 }
-func (databaseDown) FailDelivery(context.Context, string) error    { return errDown }
-func (databaseDown) DisableEndpoint(context.Context, string) error { return errDown }
+func (databaseDown) FailDelivery(context.Context, string) error            { return errDown }
+func (databaseDown) DisableEndpoint(context.Context, string, string) error { return errDown }
+func (databaseDown) DisableIfFailing(context.Context, string, time.Duration) (bool, error) {
+	return false, errDown
+}
+func (databaseDown) PendingPredecessor(context.Context, string, string) (bool, time.Time, error) {
+	return false, time.Time{}, errDown
+}
 
 // racingStore runs after once OwedWork has read what is owed.
 type racingStore struct {

@@ -60,7 +60,7 @@ func setupOverdue(t *testing.T) *overdueEnv {
 		t.Fatal(err)
 	}
 	e.phoneID = phone.ID
-	if _, err := e.store.CreateEndpoint(ctx, e.ws, e.receiver.srv.URL, []string{endcall.EventCallEnded}, nil,
+	if _, err := e.store.CreateEndpoint(ctx, e.ws, e.receiver.srv.URL, []string{endcall.EventCallEnded}, nil, nil,
 		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"); err != nil {
 		t.Fatal(err)
 	}

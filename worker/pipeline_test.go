@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/endcall/endcall"
@@ -39,6 +41,7 @@ type pipelineOptions struct {
 	databaseURL    string
 	noWorker       bool
 	analyzer       analysis.Analyzer // nil: the built-in one
+	disableAfter   time.Duration
 }
 
 // pipeline is the whole service in one test: API, end path, worker and
@@ -93,7 +96,7 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
 	svc := &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
-	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, Queue: p.enq, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
+	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	if p.ws, p.key, err = p.store.CreateAPIKey(context.Background(), "pipeline"); err != nil {
@@ -111,6 +114,15 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 // startWorker runs the worker with every handler, as `endcall worker` does.
 func (p *pipeline) startWorker() {
 	p.t.Helper()
+	w := p.newWorker()
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWork, p.workDone = cancel, make(chan error, 1)
+	go func() { p.workDone <- w.Run(ctx) }()
+	p.t.Cleanup(p.stopWorker)
+}
+
+// newWorker builds a worker with every post-call handler.
+func (p *pipeline) newWorker() *worker.Worker {
 	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
 	var an analysis.Analyzer = analysis.Builtin{}
@@ -118,12 +130,18 @@ func (p *pipeline) startWorker() {
 		an = p.opts.analyzer
 	}
 	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: an, Queue: p.enq, Log: p.log})
-	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
-		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true)})
-	ctx, cancel := context.WithCancel(context.Background())
-	p.stopWork, p.workDone = cancel, make(chan error, 1)
-	go func() { p.workDone <- w.Run(ctx) }()
-	p.t.Cleanup(p.stopWorker)
+	w.Handle(jobs.TypeDeliver, p.deliverHandler())
+	return w
+}
+
+// deliverHandler is webhook:deliver as `endcall worker` builds it, with a
+// rate limiter of its own on the pipeline's Redis, as each process has.
+func (p *pipeline) deliverHandler() *jobs.DeliverHandler {
+	rdb := p.redis.MakeRedisClient().(redis.UniversalClient)
+	p.t.Cleanup(func() { rdb.Close() })
+	return &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
+		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true), DisableAfter: p.opts.disableAfter,
+		Limiter: redis_rate.NewLimiter(rdb)}
 }
 
 func (p *pipeline) stopWorker() {

@@ -51,7 +51,7 @@ func New(cfg Config) *Worker {
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          asynqLogger{cfg.Log},
 		LogLevel:        asynq.WarnLevel,
-		IsFailure:       func(err error) bool { return !errors.Is(err, context.Canceled) },
+		IsFailure:       isFailure,
 		// An empty poll stops all fetching for half to all of this
 		// interval, so it bounds how soon a task queued into an idle worker
 		// starts (50 ms: call.ended arrived 32 ms after the end at p50). At
@@ -78,12 +78,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// isFailure says which errors use up a retry: not a shutdown's
+// cancellation, and not a delivery postponed before its attempt.
+func isFailure(err error) bool {
+	var pp *jobs.Postpone
+	return !errors.Is(err, context.Canceled) && !errors.As(err, &pp)
+}
+
 // retryDelay is the one RetryDelayFunc: it switches on the task type.
 func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	var in *jobs.RetryIn
+	var pp *jobs.Postpone
 	switch {
 	case errors.As(err, &in):
 		return max(time.Until(in.At), 0)
+	case errors.As(err, &pp):
+		return max(time.Until(pp.At), 0)
 	case errors.Is(err, asynq.ErrLeaseExpired):
 		// The worker running it died, and it has waited out the lease
 		// already; the few seconds keep a second recoverer that listed it

@@ -31,6 +31,7 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /twirp/livekit.RoomService/DeleteRoom", p.deleteRoom)
 	mux.HandleFunc("POST /webhooks", p.receive)
+	mux.HandleFunc("POST /failing", p.fail)
 	log.SetFlags(0)
 	log.Printf("devpeer: LiveKit and webhook receiver on http://%s", *addr)
 	log.Fatal(http.ListenAndServe(*addr, mux))
@@ -101,4 +102,13 @@ func (p *peer) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Println(line)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// fail answers every webhook with a 500, so that make dev shows retries,
+// the delivery log's failed attempts and the dashboard's archive.
+func (p *peer) fail(w http.ResponseWriter, r *http.Request) {
+	fmt.Printf("devpeer: webhook %s to the always-failing endpoint: answered 500\n", r.Header.Get("webhook-id"))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusInternalServerError)
+	io.WriteString(w, `{"error":"devpeer's /failing endpoint always fails, to show retries and the delivery log"}`)
 }

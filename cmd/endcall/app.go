@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -99,7 +100,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, handler, log) })
 	}
 	if mode == "worker" || mode == "all" {
-		w, err := newWorker(cfg, log, store, tel, enq, redisOpt, m)
+		w, err := newWorker(cfg, log, store, tel, enq, redisOpt, rdb, m)
 		if err != nil {
 			return err
 		}
@@ -113,11 +114,16 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			Task: func(slot time.Time) (*asynq.Task, error) {
 				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
 			}}
+		retention := &worker.Scheduler{Client: client, Interval: retentionInterval, Log: log,
+			Task: func(slot time.Time) (*asynq.Task, error) {
+				return jobs.NewDeliveryRetentionTask(slot, retentionInterval)
+			}}
 		rescuer := &worker.Rescuer{Redis: rdb, Inspector: inspector, Interval: rescueInterval, Margin: rescueMargin,
 			Delay: worker.HandBackDelay, Log: log}
 		g.Go(func() error { return w.Run(ctx) })
 		g.Go(func() error { return sweeper.Run(ctx) })
 		g.Go(func() error { return rescuer.Run(ctx) })
+		g.Go(func() error { return retention.Run(ctx) })
 		g.Go(func() error { return scheduler.Run(ctx) })
 	}
 	err = g.Wait()
@@ -126,7 +132,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 }
 
 // newWorker builds the asynq server with a handler for every task type.
-func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, enq *jobs.Enqueuer, redisOpt asynq.RedisConnOpt, m *metrics.Metrics) (*worker.Worker, error) {
+func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, enq *jobs.Enqueuer, redisOpt asynq.RedisConnOpt, rdb redis.UniversalClient, m *metrics.Metrics) (*worker.Worker, error) {
 	analyzer, err := analysis.New(analysis.Config{LLMBaseURL: cfg.AnalysisLLMBaseURL, LLMAPIKey: cfg.AnalysisLLMAPIKey,
 		LLMModel: cfg.AnalysisLLMModel, OnFallback: func(c *endcall.Call, err error) {
 			log.Warn("LLM analysis failed; using the built-in analyzer", "call_id", c.ID, "error", err)
@@ -143,9 +149,15 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: store, Rooms: rooms})
 	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log, OnResult: m.Analysis})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log, OnAttempt: m.WebhookAttempt,
-		Client: webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks)})
+		Client:       webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
+		DisableAfter: cfg.WebhookDisableAfter, Limiter: redis_rate.NewLimiter(rdb)})
+	w.Handle(jobs.TypeDeliveryRetention, &jobs.RetentionHandler{Store: store, Retention: cfg.WebhookDeliveryRetention, Log: log})
 	return w, nil
 }
+
+// retentionInterval is how often expired deliveries are deleted: often
+// enough that each sweep has little to do.
+const retentionInterval = 10 * time.Minute
 
 // sweepGrace is how old owed work must be before the sweeper re-queues it:
 // long enough for the fast path to have queued it, at most 30 s.
@@ -184,7 +196,7 @@ func telephony(cfg config.Config, log *slog.Logger) endcall.Telephony {
 func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, svc endcall.CallService, enq *jobs.Enqueuer, rdb redis.UniversalClient, dash *dashboard.Handler, m *metrics.Metrics, jwtCfg api.JWTConfig, tw api.TwilioConfig) http.Handler {
 	srv := api.NewServer(api.Deps{
 		Observe: m.ObserveRequest,
-		Store:   store, Webhooks: store, Redeliver: enq, Plans: store, Queue: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
+		Store:   store, Webhooks: store, Redeliver: enq, Plans: store, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
 		Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
 		JWT: jwtCfg, Twilio: tw,
 	})
