@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -31,6 +33,32 @@ type AnalyzeHandler struct {
 	Log      *slog.Logger
 	// OnResult, when set, observes each outcome (metrics).
 	OnResult func(outcome string)
+	// MaxInFlight bounds the analyses this process runs at once (0: no
+	// bound). An analysis may wait seconds on the LLM; past the bound it is
+	// postponed, so that slow analyses never take every worker slot from
+	// the webhooks and rooms behind them.
+	MaxInFlight int
+
+	once  sync.Once
+	slots chan struct{}
+}
+
+// postponeAnalysis is how long an analysis waits for a slot when the
+// process's are all taken.
+const postponeAnalysis = time.Second
+
+// take reserves a slot for an analysis, or reports that none is free.
+func (h *AnalyzeHandler) take() (release func(), ok bool) {
+	if h.MaxInFlight <= 0 {
+		return func() {}, true
+	}
+	h.once.Do(func() { h.slots = make(chan struct{}, h.MaxInFlight) })
+	select {
+	case h.slots <- struct{}{}:
+		return func() { <-h.slots }, true
+	default:
+		return nil, false
+	}
 }
 
 // ProcessTask runs the call's pending analysis run once and queues its
@@ -51,7 +79,12 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	status, result, outcomes := endcall.AnalysisCompleted, (*endcall.Analysis)(nil), json.RawMessage(nil)
 	var analyzeErr error
 	if c.AnalysisStatus != nil && *c.AnalysisStatus == endcall.AnalysisPending {
+		release, ok := h.take()
+		if !ok {
+			return &Postpone{At: time.Now().Add(postponeAnalysis), Why: "this process runs as many analyses as it may"}
+		}
 		result, outcomes, analyzeErr = h.Analyzer.Analyze(ctx, c, plan)
+		release()
 		if result != nil {
 			result.Version = run
 		}

@@ -77,11 +77,12 @@ type RetryIn struct {
 
 func (e *RetryIn) Error() string { return e.Err }
 
-// Postpone re-schedules a delivery that may not be attempted yet: its
-// call's call.ended delivery to the same endpoint is still pending, or its
-// endpoint's rate limit is reached. The worker's RetryDelayFunc runs it
-// again at At, and its IsFailure does not count it, so no attempt is used
-// up and nothing is recorded.
+// Postpone re-schedules a task that may not run yet: a delivery whose
+// call's call.ended delivery to the same endpoint is still pending, or whose
+// endpoint's rate limit is reached, or an analysis while the process runs
+// as many as it may. The worker's RetryDelayFunc runs it again at At, and
+// its IsFailure does not count it, so no attempt is used up and nothing is
+// recorded.
 type Postpone struct {
 	At  time.Time
 	Why string

@@ -147,7 +147,8 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 	w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
 	w.Handle(jobs.TypeHangup, &jobs.HangupHandler{Store: store, Telephony: tel, Timeout: cfg.ProviderTimeout, Log: log, OnOutcome: m.Hangup})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: store, Rooms: rooms})
-	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log, OnResult: m.Analysis})
+	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log, OnResult: m.Analysis,
+		MaxInFlight: max(1, cfg.WorkerConcurrency/2)})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log, OnAttempt: m.WebhookAttempt,
 		Client:       webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
 		DisableAfter: cfg.WebhookDisableAfter, Limiter: redis_rate.NewLimiter(rdb)})
