@@ -9,6 +9,8 @@ const (
 	WorkRoomDelete = "room_delete"
 	WorkAnalyze    = "analyze"
 	WorkDeliver    = "deliver"
+	// WorkEndBulk is a bulk end job still running.
+	WorkEndBulk = "end_bulk"
 )
 
 // Webhook event types.
@@ -17,14 +19,17 @@ const (
 	EventCallAnalyzed = "call.analyzed"
 )
 
-// Work is one owed piece of post-call work. DeliveryID is set for
-// WorkDeliver only; Run for WorkAnalyze, where 0 and 1 both mean the
-// analysis the end owes and a higher run a re-analysis.
+// Work is one owed piece of work. DeliveryID is set for WorkDeliver only;
+// Run for WorkAnalyze, where 0 and 1 both mean the analysis the end owes
+// and a higher run a re-analysis; JobID and WorkspaceID for WorkEndBulk
+// only, which has no CallID.
 type Work struct {
-	Kind       string
-	CallID     string
-	DeliveryID string
-	Run        int
+	Kind        string
+	CallID      string
+	DeliveryID  string
+	Run         int
+	JobID       string
+	WorkspaceID string
 }
 
 // Queue hands owed work to the background engine. Enqueueing the same work

@@ -16,6 +16,8 @@ func (s *Server) routes() {
 	v1.Handle("/calls", s.authenticate(http.HandlerFunc(s.handleCreateCall))).Methods(http.MethodPost)
 	v1.Handle("/calls/query", s.authenticate(http.HandlerFunc(s.handleQueryCalls))).Methods(http.MethodGet)
 	v1.Handle("/calls/make-call", s.authenticate(http.HandlerFunc(s.handleMakeCall))).Methods(http.MethodPost)
+	v1.Handle("/calls/end-bulk", s.authenticate(http.HandlerFunc(s.handleEndBulk))).Methods(http.MethodPost)
+	v1.Handle("/calls/end-bulk/{id}", s.authenticate(http.HandlerFunc(s.handleGetBulkEnd))).Methods(http.MethodGet)
 	// Twilio authenticates by request signature, not bearer token.
 	v1.HandleFunc("/providers/twilio/status", s.handleTwilioStatus).Methods(http.MethodPost)
 	v1.Handle("/calls/{id}", s.authenticate(http.HandlerFunc(s.handleGetCall))).Methods(http.MethodGet)

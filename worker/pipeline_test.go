@@ -15,6 +15,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/endcall/endcall"
@@ -25,6 +26,7 @@ import (
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/livekit"
 	"github.com/endcall/endcall/postgres"
+	"github.com/endcall/endcall/semaphore"
 	"github.com/endcall/endcall/twilio"
 	"github.com/endcall/endcall/twilio/twiliotest"
 	"github.com/endcall/endcall/webhook"
@@ -39,6 +41,8 @@ type pipelineOptions struct {
 	databaseURL    string
 	noWorker       bool
 	analyzer       analysis.Analyzer // nil: the built-in one
+	// shutdownTimeout is the worker's; 5 s when zero.
+	shutdownTimeout time.Duration
 }
 
 // pipeline is the whole service in one test: API, end path, worker and
@@ -53,6 +57,7 @@ type pipeline struct {
 	ws       string
 	twilio   *twiliotest.Server
 	account  string
+	calls    *calls.Service
 	rooms    *fakeLiveKit
 	redis    asynq.RedisConnOpt
 	enq      *jobs.Enqueuer
@@ -92,8 +97,9 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	var token string
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
-	svc := &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
-	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, Queue: p.enq, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
+	p.calls = &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
+	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, Queue: p.enq, AllowPrivateWebhooks: true,
+		Calls: p.calls, Log: p.log}))
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	if p.ws, p.key, err = p.store.CreateAPIKey(context.Background(), "pipeline"); err != nil {
@@ -111,7 +117,11 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 // startWorker runs the worker with every handler, as `endcall worker` does.
 func (p *pipeline) startWorker() {
 	p.t.Helper()
-	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
+	shutdown := p.opts.shutdownTimeout
+	if shutdown == 0 {
+		shutdown = 5 * time.Second
+	}
+	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: shutdown, Log: p.log})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
 	var an analysis.Analyzer = analysis.Builtin{}
 	if p.opts.analyzer != nil {
@@ -120,6 +130,13 @@ func (p *pipeline) startWorker() {
 	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: an, Queue: p.enq, Log: p.log})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
 		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true)})
+	rdb := p.redis.MakeRedisClient().(redis.UniversalClient)
+	p.t.Cleanup(func() { rdb.Close() })
+	bulk := *p.calls
+	bulk.Telephony = &jobs.SlottedTelephony{Telephony: p.calls.Telephony, PlatformAccount: p.account,
+		Slots: &semaphore.Semaphore{Redis: rdb, Prefix: "endcall:hangup-slots:", Limit: 20, Lease: 10 * time.Second,
+			RedisTimeout: 500 * time.Millisecond, Backoff: time.Second, Log: p.log}}
+	w.Handle(jobs.TypeEndBulk, &jobs.EndBulkHandler{Store: p.store, Calls: &bulk, Log: p.log})
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopWork, p.workDone = cancel, make(chan error, 1)
 	go func() { p.workDone <- w.Run(ctx) }()
