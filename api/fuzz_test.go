@@ -90,3 +90,43 @@ func FuzzRequestID(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeBulkRequest checks that no body makes the bulk end decoder
+// panic, and that whatever it accepts is a filter that names something.
+func FuzzDecodeBulkRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"filter":{"all":true}}`,
+		`{"filter":{"campaign_id":"c1","is_test":false},"disconnect_reason":"stop","final_message":"Goodbye"}`,
+		`{"filter":{"call_ids":["7b0b7cc2-6c39-4a8e-9d6d-2b8a3d0c0f11"],"started_before":"2026-01-02T15:04:05Z"}}`,
+		`{"filter":{}}`, `{"filter":{"all":true,"is_test":true}}`, `{"filter":{"all":false}}`, `{"filter":null}`,
+		`{"filter":{"call_ids":[]}}`, `{"filter":{"x":1}}`, `[]`, `{`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeBulkRequest(body)
+		if err != nil {
+			if endcall.ErrorCode(err) != endcall.EINVALID || endcall.ErrorMessage(err) == "" {
+				t.Fatalf("error %v is not a clear invalid_request", err)
+			}
+			return
+		}
+		fl := req.Filter
+		named := fl.CampaignID != nil || fl.AIAgentID != nil || fl.IsTest != nil || fl.CallIDs != nil || fl.StartedBefore != nil
+		if fl.All == named {
+			t.Fatalf("accepted filter %+v: all must be alone, and something must be named", fl)
+		}
+		if len(fl.CallIDs) > maxBulkCallIDs || (fl.CallIDs != nil && len(fl.CallIDs) == 0) {
+			t.Fatalf("accepted %d call_ids", len(fl.CallIDs))
+		}
+		for _, id := range fl.CallIDs {
+			if _, ok := parseUUID(id); !ok {
+				t.Fatalf("accepted call id %q", id)
+			}
+		}
+		if strings.TrimSpace(req.Reason) == "" || utf8.RuneCountInString(req.Reason) > maxReasonLen ||
+			utf8.RuneCountInString(req.FinalMessage) > maxFinalMessageLen {
+			t.Fatalf("accepted reason %q, message %q", req.Reason, req.FinalMessage)
+		}
+	})
+}

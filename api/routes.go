@@ -23,6 +23,8 @@ func (s *Server) routes() {
 	s.mount(v1, "/calls", methods{http.MethodPost: auth(s.handleCreateCall)})
 	s.mount(v1, "/calls/query", methods{http.MethodGet: auth(s.handleQueryCalls)})
 	s.mount(v1, "/calls/make-call", methods{http.MethodPost: auth(s.handleMakeCall)})
+	s.mount(v1, "/calls/end-bulk", methods{http.MethodPost: auth(s.handleEndBulk)})
+	s.mount(v1, "/calls/end-bulk/{id}", methods{http.MethodGet: auth(s.handleGetBulkEnd)})
 	// Twilio authenticates by request signature, not bearer token. Its
 	// callback URL may carry the platform's own (signed) query parameters.
 	s.mount(v1, "/providers/twilio/status", methods{http.MethodPost: http.HandlerFunc(s.handleTwilioStatus)})

@@ -29,6 +29,7 @@ type Store interface {
 	TwilioAuthTokens(ctx context.Context, accountSID string) ([]string, error)
 	CallByProviderSID(ctx context.Context, provider, sid string) (*endcall.Call, *endcall.ProviderCredentials, error)
 	AdvanceCallStatus(ctx context.Context, workspaceID, callID, status string, at time.Time) (bool, error)
+	endcall.BulkEndStore
 }
 
 // Deps are what the server is built from.

@@ -187,6 +187,8 @@ func taskID(w endcall.Work) string {
 			return "analyze:" + w.CallID + ":" + strconv.Itoa(w.Run)
 		}
 		return "analyze:" + w.CallID
+	case endcall.WorkEndBulk:
+		return "endbulk:" + w.JobID
 	}
 	return "deliver:" + w.DeliveryID
 }
@@ -219,6 +221,8 @@ func (e *Enqueuer) Task(w endcall.Work) (*asynq.Task, error) {
 		}
 		return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(taskID(w)),
 			asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(e.DeliverMaxRetry), asynq.Timeout(time.Minute)), nil
+	case endcall.WorkEndBulk:
+		return NewEndBulkTask(w.WorkspaceID, w.JobID)
 	}
 	return nil, fmt.Errorf("unknown work kind %q", w.Kind)
 }

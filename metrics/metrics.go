@@ -41,7 +41,7 @@ func New(inspector *asynq.Inspector, queues ...string) *Metrics {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"route", "method"})
 	m.callsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "endcall_calls_ended_total", Help: "Calls ended, by what ended them (api, provider, overdue).",
+		Name: "endcall_calls_ended_total", Help: "Calls ended, by what ended them (api, provider, overdue, bulk).",
 	}, []string{"trigger"})
 	m.hangups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "endcall_provider_hangups_total", Help: "Provider hangups by outcome (succeeded, already_ended, failed, retrying, skipped).",

@@ -153,26 +153,30 @@ const completeAnalysisSQL = `UPDATE calls c SET analysis_status = $2, analysis =
 // whatever their age: the sweeper's second look before it revives work
 // whose task is archived.
 func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.Work, error) {
-	var calls, deliveries []string
+	var calls, deliveries, jobs []string
 	for _, w := range work {
-		if w.Kind == endcall.WorkDeliver {
+		switch w.Kind {
+		case endcall.WorkDeliver:
 			deliveries = append(deliveries, w.DeliveryID)
-		} else {
+		case endcall.WorkEndBulk:
+			jobs = append(jobs, w.JobID)
+		default:
 			calls = append(calls, w.CallID)
 		}
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT 'hangup', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')
-		UNION ALL SELECT 'room_delete', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
-		UNION ALL SELECT 'analyze', id::text, '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
-		UNION ALL SELECT 'deliver', coalesce(call_id::text, ''), id FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'`,
-		calls, deliveries)
+		SELECT 'hangup', id::text, '', '', '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')
+		UNION ALL SELECT 'room_delete', id::text, '', '', '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
+		UNION ALL SELECT 'analyze', id::text, '', '', '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
+		UNION ALL SELECT 'deliver', coalesce(call_id::text, ''), id, '', '' FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'
+		UNION ALL SELECT 'end_bulk', '', '', id::text, workspace_id::text FROM bulk_end_jobs WHERE id = ANY ($3::uuid[]) AND status = 'running'`,
+		calls, deliveries, jobs)
 	if err != nil {
 		return nil, dbError(err)
 	}
 	owed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (endcall.Work, error) {
 		var w endcall.Work
-		err := r.Scan(&w.Kind, &w.CallID, &w.DeliveryID)
+		err := r.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.JobID, &w.WorkspaceID)
 		return w, err
 	})
 	if err != nil {
@@ -196,9 +200,10 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id FROM webhook_deliveries
 	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending') ` + describeOwedSQL
 
-// OwedWork lists post-call work recorded as owed and not done, for work
-// that has been owed since before cutoff (younger work is normally still
-// in flight on the fast path). At most limit items of each kind.
+// OwedWork lists work recorded as owed and not done (post-call work, and
+// bulk end jobs still running), for work that has been owed since before
+// cutoff (younger work is normally still in flight on the fast path). At
+// most limit items of each kind.
 //
 // It reads the partial "owed" indexes (calls_owed_work,
 // webhook_deliveries_due). Statements that look up one row elsewhere test
@@ -212,20 +217,23 @@ const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id FROM webhook_de
 // by primary key).
 func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error) {
 	rows, err := s.pool.Query(ctx, `
-		(SELECT 'hangup', id::text, '', 0, workspace_id::text, '', '', '' FROM calls
+		(SELECT 'hangup', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
 			WHERE (provider_hangup_status = 'retrying' AND ended_at < $1
 				OR provider_hangup_status = 'pending' AND ended_at < $3)
 			ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'room_delete', id::text, '', 0, workspace_id::text, '', '', '' FROM calls
+		(SELECT 'room_delete', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
 			WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'analyze', id::text, '', analysis_run, workspace_id::text, '', '', '' FROM calls
+		(SELECT 'analyze', id::text, '', analysis_run, '', workspace_id::text, '', '', '' FROM calls
 			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
 		UNION ALL
-		(SELECT 'deliver', coalesce(d.call_id::text, ''), d.id, 0, d.workspace_id::text, d.endpoint_id::text, e.url, d.event
+		(SELECT 'deliver', coalesce(d.call_id::text, ''), d.id, 0, '', d.workspace_id::text, d.endpoint_id::text, e.url, d.event
 			FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-			WHERE d.status = 'pending' AND d.next_attempt_at < $1 ORDER BY d.next_attempt_at LIMIT $2)`, cutoff, limit, hangupCutoff)
+			WHERE d.status = 'pending' AND d.next_attempt_at < $1 ORDER BY d.next_attempt_at LIMIT $2)
+		UNION ALL
+		(SELECT 'end_bulk', '', '', 0, id::text, workspace_id::text, '', '', '' FROM bulk_end_jobs
+			WHERE status = 'running' AND created_at < $1 ORDER BY created_at LIMIT $2)`, cutoff, limit, hangupCutoff)
 	if err != nil {
 		return nil, dbError(err)
 	}
@@ -234,7 +242,7 @@ func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, li
 	for rows.Next() {
 		var w endcall.Work
 		var url string
-		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.Run, &w.WorkspaceID, &w.EndpointID, &url, &w.Event); err != nil {
+		if err := rows.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.Run, &w.JobID, &w.WorkspaceID, &w.EndpointID, &url, &w.Event); err != nil {
 			return nil, dbError(err)
 		}
 		w.Host = webhook.Host(url)

@@ -27,6 +27,7 @@ import (
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/livekit"
 	"github.com/endcall/endcall/postgres"
+	"github.com/endcall/endcall/semaphore"
 	"github.com/endcall/endcall/twilio"
 	"github.com/endcall/endcall/twilio/twiliotest"
 	"github.com/endcall/endcall/webhook"
@@ -42,6 +43,8 @@ type pipelineOptions struct {
 	noWorker       bool
 	analyzer       analysis.Analyzer // nil: the built-in one
 	disableAfter   time.Duration
+	// shutdownTimeout is the worker's; 5 s when zero.
+	shutdownTimeout time.Duration
 }
 
 // pipeline is the whole service in one test: API, end path, worker and
@@ -56,6 +59,7 @@ type pipeline struct {
 	ws       string
 	twilio   *twiliotest.Server
 	account  string
+	calls    *calls.Service
 	rooms    *fakeLiveKit
 	redis    asynq.RedisConnOpt
 	enq      *jobs.Enqueuer
@@ -95,8 +99,9 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	var token string
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
-	svc := &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
-	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, AllowPrivateWebhooks: true, Calls: svc, Log: p.log}))
+	p.calls = &calls.Service{Store: p.store, Telephony: tel, Queue: p.enq, Log: p.log, ProviderTimeout: time.Second, EnqueueTimeout: 300 * time.Millisecond}
+	srv := httptest.NewServer(api.NewServer(api.Deps{Store: p.store, Webhooks: p.store, Redeliver: p.enq, Plans: p.store, AllowPrivateWebhooks: true,
+		Calls: p.calls, Log: p.log}))
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	if p.ws, p.key, err = p.store.CreateAPIKey(context.Background(), "pipeline"); err != nil {
@@ -123,7 +128,11 @@ func (p *pipeline) startWorker() {
 
 // newWorker builds a worker with every post-call handler.
 func (p *pipeline) newWorker() *worker.Worker {
-	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: 5 * time.Second, Log: p.log})
+	shutdown := p.opts.shutdownTimeout
+	if shutdown == 0 {
+		shutdown = 5 * time.Second
+	}
+	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: shutdown, Log: p.log})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
 	var an analysis.Analyzer = analysis.Builtin{}
 	if p.opts.analyzer != nil {
@@ -131,6 +140,13 @@ func (p *pipeline) newWorker() *worker.Worker {
 	}
 	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: an, Queue: p.enq, Log: p.log})
 	w.Handle(jobs.TypeDeliver, p.deliverHandler())
+	rdb := p.redis.MakeRedisClient().(redis.UniversalClient)
+	p.t.Cleanup(func() { rdb.Close() })
+	bulk := *p.calls
+	bulk.Telephony = &jobs.SlottedTelephony{Telephony: p.calls.Telephony, PlatformAccount: p.account,
+		Slots: &semaphore.Semaphore{Redis: rdb, Prefix: "endcall:hangup-slots:", Limit: 20, Lease: 10 * time.Second,
+			RedisTimeout: 500 * time.Millisecond, Backoff: time.Second, Log: p.log}}
+	w.Handle(jobs.TypeEndBulk, &jobs.EndBulkHandler{Store: p.store, Calls: &bulk, Log: p.log})
 	return w
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/endcall/endcall/livekit"
 	"github.com/endcall/endcall/metrics"
 	"github.com/endcall/endcall/postgres"
+	"github.com/endcall/endcall/semaphore"
 	"github.com/endcall/endcall/twilio"
 	"github.com/endcall/endcall/webhook"
 	"github.com/endcall/endcall/worker"
@@ -110,6 +111,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 			g.Go(func() error { return serveHTTP(ctx, cfg.MetricsAddr, metricsHandler(m), log) })
 		}
 		w.Handle(jobs.TypeEndOverdue, &jobs.EndOverdueHandler{Store: store, Calls: svc, MaxCallDuration: cfg.MaxCallDuration, Log: log})
+		w.Handle(jobs.TypeEndBulk, &jobs.EndBulkHandler{Store: store, Calls: bulkCalls(cfg, svc, rdb, log), Log: log})
 		scheduler := &worker.Scheduler{Client: client, Interval: cfg.OverdueScanInterval, Log: log,
 			Task: func(slot time.Time) (*asynq.Task, error) {
 				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
@@ -159,6 +161,23 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 // retentionInterval is how often expired deliveries are deleted: often
 // enough that each sweep has little to do.
 const retentionInterval = 10 * time.Minute
+
+// hangupsPerAccount is the most hangups in flight per Twilio account that
+// bulk ends make, across every worker: Twilio limits concurrent requests
+// per account, and a bulk end must leave room for every other end.
+const hangupsPerAccount = 20
+
+// bulkCalls returns the end path of bulk ends: svc with its hangups bounded
+// to hangupsPerAccount in flight per Twilio account across every worker.
+func bulkCalls(cfg config.Config, svc *calls.Service, rdb redis.UniversalClient, log *slog.Logger) endcall.CallService {
+	bulk := *svc
+	// A lease outlives any hangup that holds it (bounded by
+	// PROVIDER_TIMEOUT), so only a dead worker's slots expire.
+	bulk.Telephony = &jobs.SlottedTelephony{Telephony: svc.Telephony, PlatformAccount: cfg.TwilioAccountSID,
+		Slots: &semaphore.Semaphore{Redis: rdb, Prefix: "endcall:hangup-slots:", Limit: hangupsPerAccount,
+			Lease: cfg.ProviderTimeout + 10*time.Second, RedisTimeout: 500 * time.Millisecond, Backoff: 5 * time.Second, Log: log}}
+	return &bulk
+}
 
 // sweepGrace is how old owed work must be before the sweeper re-queues it:
 // long enough for the fast path to have queued it, at most 30 s.

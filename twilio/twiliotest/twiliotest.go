@@ -147,6 +147,8 @@ type Server struct {
 	allowUnknown bool
 	requests     []Request
 	conns        int
+	inFlight     map[string]int // account in the path -> requests being answered
+	maxInFlight  map[string]int
 }
 
 // New starts a fake Twilio API that is closed when t ends.
@@ -158,6 +160,9 @@ func New(t testing.TB) *Server {
 		numbers:  map[string][]IncomingNumber{},
 		failures: map[string][]Error{},
 		delays:   map[string]time.Duration{},
+
+		inFlight:    map[string]int{},
+		maxInFlight: map[string]int{},
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -335,6 +340,14 @@ func (s *Server) Hangups(callSID string) []Request {
 	return out
 }
 
+// MaxInFlight returns the most requests to accountSID (the account in the
+// path) that were being answered at once, delays included.
+func (s *Server) MaxInFlight(accountSID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight[accountSID]
+}
+
 // HangupCount returns how many hangup requests for callSID were received,
 // whatever they were answered.
 func (s *Server) HangupCount(callSID string) int { return len(s.Hangups(callSID)) }
@@ -386,12 +399,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !hasDelay || req.CallSID == "" {
 		delay = s.delays[""]
 	}
+	s.inFlight[account]++
+	s.maxInFlight[account] = max(s.maxInFlight[account], s.inFlight[account])
 	s.mu.Unlock()
 
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
 		s.mu.Lock()
 		s.requests[idx].ResponseStatus = rec.status
+		s.inFlight[account]--
 		s.mu.Unlock()
 	}()
 
