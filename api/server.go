@@ -116,7 +116,9 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := &requestInfo{route: r.URL.Path}
+		// A request that matches no route is labelled unmatched, so that
+		// arbitrary paths cannot grow the metrics without bound.
+		info := &requestInfo{route: unmatchedRoute}
 		if route := mux.CurrentRoute(r); route != nil {
 			if tpl, err := route.GetPathTemplate(); err == nil {
 				info.route = tpl
@@ -128,11 +130,28 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.String("method", r.Method),
 			slog.Int("status", rec.status),
 			slog.Duration("latency", time.Since(start)))
+		if info.route == unmatchedRoute {
+			attrs = append(attrs, slog.String("path", r.URL.Path))
+		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
 		if s.observe != nil {
-			s.observe(info.route, r.Method, rec.status, time.Since(start))
+			s.observe(info.route, metricMethod(r.Method), rec.status, time.Since(start))
 		}
 	})
+}
+
+// unmatchedRoute is the route label of requests that match no route.
+const unmatchedRoute = "unmatched"
+
+// metricMethod returns the method label of a request: the standard methods
+// as they are, any other OTHER, so that clients cannot mint label values.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }
 
 // legacyEmpty marks a route whose errors follow LEGACY_EMPTY_ERROR_RESPONSES.
