@@ -47,7 +47,7 @@ func NewRedeliverTask(deliveryID, callID string, now time.Time) (*asynq.Task, er
 		return nil, err
 	}
 	return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(fmt.Sprintf("redeliver:%s:%d", deliveryID, now.UnixNano())),
-		asynq.Queue(QueueWebhooks), asynq.MaxRetry(0), asynq.Timeout(time.Minute)), nil
+		asynq.Queue(QueueWebhooks), asynq.MaxRetry(0), asynq.Timeout(DeliverTaskTimeout)), nil
 }
 
 // RetryIn tells the worker's RetryDelayFunc when the next attempt is due,

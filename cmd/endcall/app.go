@@ -47,6 +47,10 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckTaskTimeouts(config.TaskTimeouts{Hangup: jobs.HangupTaskTimeout,
+		Deliver: jobs.DeliverTaskTimeout, Margin: jobs.TaskMargin}); err != nil {
+		return err
+	}
 	log := cfg.Logger(stderr)
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
