@@ -67,6 +67,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		}
 	}
 	store := postgres.NewStore(pool, cipher)
+	store.SetEndpointLimit(cfg.WebhookEndpointsPerWorkspace)
 	redisOpt := redisConnOpt(cfg)
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
