@@ -33,7 +33,8 @@ type JWTConfig struct {
 var errBadToken = endcall.Errorf(endcall.EUNAUTHORIZED, "Invalid or missing credentials.")
 
 // authenticate resolves the bearer token to a workspace: an API key, or a
-// JWT carrying workspace_id and exp.
+// JWT carrying workspace_id and exp. The request then counts against the
+// workspace's rate limit.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -48,6 +49,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			workspaceID, err = s.verifyJWT(token)
 		} else {
 			workspaceID, err = s.keys.lookup(r.Context(), token)
+		}
+		if err == nil {
+			err = s.limiter.allow(r.Context(), w.Header(), workspaceID)
 		}
 		if err != nil {
 			s.fail(w, r, err)

@@ -49,6 +49,8 @@ type Deps struct {
 	Now               func() time.Time
 	// Observe, when set, records each request (metrics).
 	Observe func(route, method string, status int, d time.Duration)
+	// RateLimit limits each workspace's authenticated requests.
+	RateLimit RateLimit
 }
 
 // Server is the HTTP API.
@@ -64,6 +66,7 @@ type Server struct {
 	jwt          JWTConfig
 	twilio       TwilioConfig
 	keys         *keyCache
+	limiter      *rateLimiter
 	legacy       bool
 	now          func() time.Time
 	observe      func(route, method string, status int, d time.Duration)
@@ -77,6 +80,7 @@ func NewServer(d Deps) *Server {
 		s.now = time.Now
 	}
 	s.observe = d.Observe
+	s.limiter = newRateLimiter(d.RateLimit, s.log)
 	s.keys = &keyCache{resolve: func(ctx context.Context, key string) (string, error) {
 		return s.store.WorkspaceForAPIKey(ctx, key)
 	}, ttl: 30 * time.Second, entries: map[string]cachedKey{}}

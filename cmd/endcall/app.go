@@ -85,8 +85,8 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
 		OnEnded: m.CallEnded,
 	}
-	// One Redis client for what is not asynq's own: the readiness probe and
-	// the rescuer.
+	// One Redis client for what is not asynq's own: the readiness probe, the
+	// rate limit and the rescuer.
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	g, ctx := errgroup.WithContext(ctx)
@@ -191,6 +191,7 @@ func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, 
 		Store:   store, Webhooks: store, Redeliver: enq, Plans: store, Queue: enq, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
 		Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
 		JWT: jwtCfg, Twilio: tw,
+		RateLimit: api.RateLimit{Redis: rdb, PerSecond: cfg.RateLimitPerSecond, Burst: cfg.RateLimitBurst},
 	})
 	r := srv.Router()
 	r.HandleFunc("/healthz", healthz).Methods(http.MethodGet)
