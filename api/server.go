@@ -21,7 +21,9 @@ type Store interface {
 	CreateCall(ctx context.Context, c *endcall.Call) (*endcall.Call, error)
 	GetCall(ctx context.Context, workspaceID, callID string) (*endcall.Call, error)
 	PatchCall(ctx context.Context, workspaceID, callID string, p endcall.CallPatch) (*endcall.Call, error)
-	QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall.Call, int, error)
+	// StreamCalls calls each with every call of the page as it is read,
+	// then returns how many calls match in all.
+	StreamCalls(ctx context.Context, q endcall.CallQuery, each func(*endcall.Call) error) (int, error)
 	DialingNumber(ctx context.Context, workspaceID, id, number string) (*endcall.PhoneNumber, *endcall.ProviderCredentials, error)
 	TwilioAuthTokens(ctx context.Context, accountSID string) ([]string, error)
 	CallByProviderSID(ctx context.Context, provider, sid string) (*endcall.Call, *endcall.ProviderCredentials, error)
