@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -263,18 +264,25 @@ func (cq callQuery) countSQL() (string, []any) {
 	return `SELECT count(*) FROM calls c WHERE ` + cq.where, cq.args
 }
 
-// queryStatementTimeout bounds each statement of StreamCalls. Filters
-// that no index serves (contains on notes, a huge page of a huge
-// workspace) would otherwise let one request occupy a backend for minutes;
-// every indexed query of the benchmark finishes in well under a second on
-// a million calls.
-const queryStatementTimeout = 5 * time.Second
+// Statement timeouts of StreamCalls. Filters that no index serves
+// (contains on notes in a large workspace) would otherwise let one request
+// occupy a backend for minutes; every indexed query of the benchmark
+// finishes in well under a second on a million calls.
+const (
+	// countStatementTimeout bounds a count.
+	countStatementTimeout = 5 * time.Second
+	// pageStatementTimeout bounds a page, whose statement lasts until its
+	// last row is sent: up to 100 MiB of transcripts to a client that may
+	// read slowly. The rows it reads are bounded anyway (maxOffset).
+	pageStatementTimeout = 30 * time.Second
+)
 
 // querySettingsSQL sets, for the rest of a transaction, how StreamCalls
-// statements are planned (see there) and how long each may run.
-var querySettingsSQL = fmt.Sprintf(`SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+// statements are planned (see there) and how long each may run ($1, in
+// milliseconds).
+const querySettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
 	set_config('max_parallel_workers_per_gather', '0', true),
-	set_config('statement_timeout', '%dms', true)`, queryStatementTimeout.Milliseconds())
+	set_config('statement_timeout', $1, true)`
 
 // QueryCalls returns one page of the workspace's calls matching q, and how
 // many match in all: StreamCalls, collected.
@@ -334,7 +342,7 @@ func (s *Store) StreamCalls(ctx context.Context, q endcall.CallQuery, each func(
 	go func() {
 		total, err := s.counts.count(ctx, key, s.now, func(ctx context.Context) (int, error) {
 			var total int
-			err := s.readOnly(ctx, countSQL, countArgs, func(br pgx.BatchResults) error {
+			err := s.readOnly(ctx, countStatementTimeout, countSQL, countArgs, func(br pgx.BatchResults) error {
 				return br.QueryRow().Scan(&total)
 			})
 			return total, err
@@ -345,7 +353,7 @@ func (s *Store) StreamCalls(ctx context.Context, q endcall.CallQuery, each func(
 	var eachErr error
 	rows := 0
 	page := func(sql string, args []any) error {
-		return s.readOnly(ctx, sql, args, func(br pgx.BatchResults) error {
+		return s.readOnly(ctx, pageStatementTimeout, sql, args, func(br pgx.BatchResults) error {
 			r, err := br.Query()
 			if err != nil {
 				return err
@@ -387,7 +395,7 @@ func (s *Store) StreamCalls(ctx context.Context, q endcall.CallQuery, each func(
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "57014" && ctx.Err() == nil {
-		return 0, endcall.Errorf(endcall.EUNAVAILABLE, "The query took longer than %s; narrow its filters.", queryStatementTimeout)
+		return 0, endcall.Errorf(endcall.EUNAVAILABLE, "The query took too long; narrow its filters.")
 	}
 	return 0, dbError(err)
 }
@@ -396,10 +404,10 @@ func (s *Store) StreamCalls(ctx context.Context, q endcall.CallQuery, each func(
 // transaction with QueryCalls' settings; read takes its result. An error
 // leaves the connection in a transaction; the pool then discards it
 // rather than reuse it.
-func (s *Store) readOnly(ctx context.Context, sql string, args []any, read func(pgx.BatchResults) error) error {
+func (s *Store) readOnly(ctx context.Context, timeout time.Duration, sql string, args []any, read func(pgx.BatchResults) error) error {
 	var batch pgx.Batch
 	batch.Queue(`BEGIN READ ONLY`)
-	batch.Queue(querySettingsSQL)
+	batch.Queue(querySettingsSQL, strconv.FormatInt(timeout.Milliseconds(), 10))
 	batch.Queue(sql, args...)
 	batch.Queue(`COMMIT`)
 	br := s.pool.SendBatch(ctx, &batch)
