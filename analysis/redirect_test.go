@@ -5,23 +5,25 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/endcall/endcall/analysis/llmtest"
 )
 
 // A redirect from the LLM's base URL is not followed: the API key goes to
 // the configured host only.
 func TestLLMFollowsNoRedirect(t *testing.T) {
 	t.Parallel()
-	f, l := newFakeLLM(t, ok(goodAnswer))
-	target := l.BaseURL
+	f := llmtest.New(t, llmtest.OK(goodAnswer))
 	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, target+"chat/completions", http.StatusTemporaryRedirect)
+		http.Redirect(w, r, f.URL+r.URL.Path, http.StatusTemporaryRedirect)
 	}))
 	t.Cleanup(redirector.Close)
-	l.BaseURL = redirector.URL + "/v1/"
-	if _, _, err := l.Analyze(context.Background(), negativeCall); err == nil {
+	l := newLLM(f)
+	l.BaseURL = redirector.URL
+	if _, _, err := l.Analyze(context.Background(), negativeCall, nil); err == nil {
 		t.Error("Analyze succeeded through a redirect")
 	}
-	if got := f.requests.Load(); got != 0 {
+	if got := len(f.Requests()); got != 0 {
 		t.Errorf("the redirect was followed: the model got %d requests", got)
 	}
 }
