@@ -196,7 +196,11 @@ func (l *LLM) client() *http.Client {
 	if t <= 0 {
 		t = DefaultLLMTimeout
 	}
-	return &http.Client{Timeout: t}
+	// A redirect could carry the API key's requests to another host; the
+	// configured base URL is the only one spoken to.
+	return &http.Client{Timeout: t, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
 }
 
 // temporaryError marks a failure worth another request.

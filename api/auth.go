@@ -33,8 +33,9 @@ type JWTConfig struct {
 var errBadToken = endcall.Errorf(endcall.EUNAUTHORIZED, "Invalid or missing credentials.")
 
 // authenticate resolves the bearer token to a workspace: an API key, or a
-// JWT carrying workspace_id and exp. Then the route's query parameters are
-// checked, so that only a caller with access learns of a bad one.
+// JWT carrying workspace_id and exp. The request then counts against the
+// workspace's rate limit, and then the route's query parameters are checked,
+// so that only a caller with access learns of a bad one.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	next = s.knownQuery(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -50,6 +51,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			workspaceID, err = s.verifyJWT(token)
 		} else {
 			workspaceID, err = s.keys.lookup(r.Context(), token)
+		}
+		if err == nil {
+			err = s.limiter.allow(r.Context(), w.Header(), workspaceID)
 		}
 		if err != nil {
 			s.fail(w, r, err)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -204,4 +205,111 @@ func TestJWKSRefreshesOnUnknownKIDAtBoundedRate(t *testing.T) {
 		t.Errorf("fetches after forged kids: got %d, want still 2", got)
 	}
 	b.do("GET", "/v1/calls/query", signJWT(t, jwt.SigningMethodRS256, "old", oldKey, claims), nil).want(t, 200, "")
+}
+
+// A flood of tokens under forged kids, each new, cannot spend the fetches
+// that a genuinely rotated-in key needs: under the flood, a token under the
+// new key is accepted within a few fetch intervals.
+func TestJWKSRotationUnderForgedKIDFlood(t *testing.T) {
+	t.Parallel()
+	oldKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A JWKS server that takes a moment to answer, as a real one does.
+	var mu sync.Mutex
+	keys := []map[string]string{}
+	var fetches atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches.Add(1)
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		body, _ := json.Marshal(map[string]any{"keys": keys})
+		mu.Unlock()
+		w.Write(body)
+	}))
+	t.Cleanup(slow.Close)
+	publish := &jwksServer{}
+	publish.add(t, "old", &oldKey.PublicKey)
+	keys = publish.keys
+
+	const interval = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	kf, err := api.NewJWKS(ctx, slow.URL, api.JWKSOptions{UnknownKIDInterval: interval, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(o *options) {
+		o.deps = func(d *api.Deps) {
+			d.JWT = api.JWTConfig{Keyfunc: kf, Issuer: "https://issuer.example", Audience: "endcall"}
+		}
+	})
+	claims := jwt.MapClaims{"workspace_id": b.workspace, "exp": time.Now().Add(time.Hour).Unix(),
+		"iss": "https://issuer.example", "aud": "endcall"}
+	status := func(token string) int {
+		req, _ := http.NewRequest("GET", b.url+"/v1/webhooks", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if s := status(signJWT(t, jwt.SigningMethodRS256, "old", oldKey, claims)); s != 200 {
+		t.Fatalf("old key: %d", s)
+	}
+
+	// The flood: every request a new forged kid.
+	forger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := make([]string, 400)
+	for i := range forged {
+		forged[i] = signJWT(t, jwt.SigningMethodES256, fmt.Sprintf("forged-%d", i), forger, claims)
+	}
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	var next atomic.Int32
+	for range 16 {
+		flood.Add(1)
+		go func() {
+			defer flood.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if s := status(forged[int(next.Add(1))%len(forged)]); s == 200 {
+					t.Error("a forged kid was accepted")
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); flood.Wait() }()
+	time.Sleep(3 * interval)
+
+	// The issuer rotates in a new key; its tokens get through within a few intervals.
+	mu.Lock()
+	publish.add(t, "new", &newKey.PublicKey)
+	keys = publish.keys
+	mu.Unlock()
+	genuine := signJWT(t, jwt.SigningMethodES256, "new", newKey, claims)
+	deadline := time.Now().Add(15 * interval)
+	for status(genuine) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a token under the rotated-in key was still refused %s after the rotation (%d fetches)", 15*interval, fetches.Load())
+		}
+		time.Sleep(interval / 4)
+	}
+	if n := fetches.Load(); n > 40 {
+		t.Errorf("the flood made %d fetches", n)
+	}
 }

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bufio"
+	"encoding/json"
 	"maps"
 	"math"
 	"net/http"
@@ -15,8 +17,12 @@ import (
 
 // Limits of GET /v1/calls/query.
 const (
-	defaultPerPage  = 10
-	maxPerPage      = 100
+	defaultPerPage = 10
+	maxPerPage     = 100
+	// maxOffset bounds how deep a page may start: each row before it is
+	// read and dropped, so deep pages of a large result cost like a full
+	// scan. Narrower filters reach the same calls cheaply.
+	maxOffset       = 10_000
 	maxFilters      = 20
 	maxSearchLen    = 200
 	maxStatusLen    = 50
@@ -31,13 +37,51 @@ func (s *Server) handleQueryCalls(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.WorkspaceID = workspaceFrom(r.Context())
-	calls, total, err := s.store.QueryCalls(r.Context(), q)
-	if err != nil {
+	// The page is written as it is read, and the total after it: a page
+	// of a hundred 1 MiB transcripts is never held whole, neither as calls
+	// nor as JSON.
+	var out *bufio.Writer
+	begin := func() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		out = bufio.NewWriterSize(w, 32<<10)
+		out.WriteString(`{"status":"success","message":"Calls retrieved","data":[`)
+	}
+	total, err := s.store.StreamCalls(r.Context(), q, func(c *endcall.Call) error {
+		raw, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			begin()
+		} else {
+			out.WriteByte(',')
+		}
+		_, err = out.Write(raw)
+		return err
+	})
+	if err != nil && out == nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, successEnvelope{Status: "success", Message: "Calls retrieved", Data: calls,
-		Pagination: &Pagination{Page: q.Page, PerPage: q.PerPage, Total: total}})
+	if err == nil {
+		if out == nil {
+			begin()
+		}
+		var tail []byte
+		if tail, err = json.Marshal(Pagination{Page: q.Page, PerPage: q.PerPage, Total: total}); err == nil {
+			out.WriteString(`],"pagination":`)
+			out.Write(tail)
+			out.WriteString("}\n")
+			err = out.Flush()
+		}
+	}
+	if err != nil {
+		// The status is sent: the response can only be cut off, so that
+		// the client sees it incomplete rather than a valid short page.
+		s.log.WarnContext(r.Context(), "query response cut off", "error", err)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // filterColumns lists the filterable columns for error messages.
@@ -125,6 +169,10 @@ func parseCallQuery(v url.Values) (endcall.CallQuery, error) {
 			return q, invalid("per_page must be an integer from 1 to %d.", maxPerPage)
 		}
 		q.PerPage = n
+	}
+	if q.Page*q.PerPage > maxOffset {
+		return q, invalid("page %d with per_page %d starts beyond the first %d calls; narrow the filters (for example start_date and end_date) instead of paging this deep.",
+			q.Page, q.PerPage, maxOffset)
 	}
 	if s, err := one("sort_column", 64); err != nil {
 		return q, err

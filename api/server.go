@@ -24,7 +24,9 @@ type Store interface {
 	CreateCall(ctx context.Context, c *endcall.Call) (*endcall.Call, error)
 	GetCall(ctx context.Context, workspaceID, callID string) (*endcall.Call, error)
 	PatchCall(ctx context.Context, workspaceID, callID string, p endcall.CallPatch) (*endcall.Call, error)
-	QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall.Call, int, error)
+	// StreamCalls calls each with every call of the page as it is read,
+	// then returns how many calls match in all.
+	StreamCalls(ctx context.Context, q endcall.CallQuery, each func(*endcall.Call) error) (int, error)
 	DialingNumber(ctx context.Context, workspaceID, id, number string) (*endcall.PhoneNumber, *endcall.ProviderCredentials, error)
 	TwilioAuthTokens(ctx context.Context, accountSID string) ([]string, error)
 	CallByProviderSID(ctx context.Context, provider, sid string) (*endcall.Call, *endcall.ProviderCredentials, error)
@@ -53,6 +55,8 @@ type Deps struct {
 	Now               func() time.Time
 	// Observe, when set, records each request (metrics).
 	Observe func(route, method string, status int, d time.Duration)
+	// RateLimit limits each workspace's authenticated requests.
+	RateLimit RateLimit
 }
 
 // Server is the HTTP API.
@@ -67,6 +71,7 @@ type Server struct {
 	jwt          JWTConfig
 	twilio       TwilioConfig
 	keys         *keyCache
+	limiter      *rateLimiter
 	legacy       bool
 	now          func() time.Time
 	observe      func(route, method string, status int, d time.Duration)
@@ -80,6 +85,7 @@ func NewServer(d Deps) *Server {
 		s.now = time.Now
 	}
 	s.observe = d.Observe
+	s.limiter = newRateLimiter(d.RateLimit, s.log)
 	s.keys = &keyCache{resolve: func(ctx context.Context, key string) (string, error) {
 		return s.store.WorkspaceForAPIKey(ctx, key)
 	}, now: s.now, entries: map[string]cachedKey{}}
@@ -120,7 +126,9 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := &requestInfo{requestID: requestID(r.Header.Get("X-Request-Id")), route: r.URL.Path}
+		// A request that matches no route is labelled unmatched, so that
+		// arbitrary paths cannot grow the metrics without bound.
+		info := &requestInfo{requestID: requestID(r.Header.Get("X-Request-Id")), route: unmatchedRoute}
 		w.Header().Set("X-Request-Id", info.requestID)
 		if route := mux.CurrentRoute(r); route != nil {
 			if tpl, err := route.GetPathTemplate(); err == nil {
@@ -133,9 +141,12 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.String("method", r.Method),
 			slog.Int("status", rec.status),
 			slog.Duration("latency", time.Since(start)))
+		if info.route == unmatchedRoute {
+			attrs = append(attrs, slog.String("path", r.URL.Path))
+		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
 		if s.observe != nil {
-			s.observe(info.route, r.Method, rec.status, time.Since(start))
+			s.observe(info.route, metricMethod(r.Method), rec.status, time.Since(start))
 		}
 	})
 }
@@ -150,6 +161,20 @@ func requestID(given string) string {
 		return given
 	}
 	return uuid.NewString()
+}
+
+// unmatchedRoute is the route label of requests that match no route.
+const unmatchedRoute = "unmatched"
+
+// metricMethod returns the method label of a request: the standard methods
+// as they are, any other OTHER, so that clients cannot mint label values.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }
 
 // legacyEmpty marks a route whose errors follow LEGACY_EMPTY_ERROR_RESPONSES.

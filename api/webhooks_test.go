@@ -3,7 +3,9 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -90,4 +92,59 @@ func TestWebhookRegistrationRefusesPrivateAddresses(t *testing.T) {
 	}
 	allowed := setup(t, func(o *options) { o.allowPrivate = true })
 	allowed.do("POST", "/v1/webhooks", "", map[string]any{"url": "http://127.0.0.1:9/x", "events": []string{"call.ended"}}).want(t, 201, "")
+}
+
+// A workspace gets at most its limit of endpoints, however many
+// creations race; deleting one frees a place, and other workspaces are not
+// affected.
+func TestWebhookEndpointCap(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const limit, tries = 5, 20
+	b.store.SetEndpointLimit(limit)
+	statuses := make(chan int, tries)
+	var wg sync.WaitGroup
+	for range tries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", b.url+"/v1/webhooks", strings.NewReader(`{"url":"https://93.184.216.34/hook"}`))
+			req.Header.Set("Authorization", "Bearer "+b.key)
+			req.Header.Set("Content-Type", "application/json")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[201] != limit || count[409] != tries-limit {
+		t.Fatalf("%d concurrent creations with a limit of %d: got statuses %v", tries, limit, count)
+	}
+	r := b.do("POST", "/v1/webhooks", "", map[string]any{"url": "https://93.184.216.34/hook"})
+	r.want(t, 409, "conflict")
+	if !strings.Contains(r.Message, "delete one") {
+		t.Errorf("message: %q", r.Message)
+	}
+	l := b.do("GET", "/v1/webhooks", "", nil)
+	var list []endpointJSON
+	if err := json.Unmarshal(l.Data, &list); err != nil || len(list) != limit {
+		t.Fatalf("list: %v %s", err, l.Body)
+	}
+	b.do("DELETE", "/v1/webhooks/"+list[0].ID, "", nil).want(t, 200, "")
+	b.do("POST", "/v1/webhooks", "", map[string]any{"url": "https://93.184.216.34/hook"}).want(t, 201, "")
+
+	_, otherKey, err := b.store.CreateAPIKey(context.Background(), "other-"+t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("POST", "/v1/webhooks", otherKey, map[string]any{"url": "https://93.184.216.34/hook"}).want(t, 201, "")
 }

@@ -24,6 +24,10 @@ const (
 	LogFormatText = "text"
 )
 
+// MinJWTSecretSize is the least length in bytes of JWT_SECRET: an HS256 key
+// shorter than the hash's 32 bytes can be guessed offline from one token.
+const MinJWTSecretSize = 32
+
 // EncryptionKeySize is the length in bytes of a decoded ENCRYPTION_KEY (AES-256).
 const EncryptionKeySize = 32
 
@@ -91,12 +95,22 @@ type Config struct {
 	WebhookTimeout time.Duration
 	// WebhookAllowPrivateNetworks is WEBHOOK_ALLOW_PRIVATE_NETWORKS.
 	WebhookAllowPrivateNetworks bool
-	// WebhookDisableAfter is WEBHOOK_DISABLE_AFTER: an endpoint whose
-	// attempts have all failed this long is disabled.
+	// WebhookEndpointsPerWorkspace is WEBHOOK_ENDPOINTS_PER_WORKSPACE, the
+	// most webhook endpoints one workspace may have (positive).
+	WebhookEndpointsPerWorkspace int
+	// WebhookDisableAfter is WEBHOOK_DISABLE_AFTER: an endpoint failing
+	// every attempt for this long is disabled.
 	WebhookDisableAfter time.Duration
 	// WebhookDeliveryRetention is WEBHOOK_DELIVERY_RETENTION: deliveries no
 	// longer pending are deleted this long after their creation.
 	WebhookDeliveryRetention time.Duration
+
+	// RateLimitPerSecond is RATE_LIMIT_PER_SECOND, the requests a second
+	// each workspace may make to /v1; 0 turns the limit off.
+	RateLimitPerSecond int
+	// RateLimitBurst is RATE_LIMIT_BURST, the requests a workspace may make
+	// at once beyond the rate; 0 turns the limit off.
+	RateLimitBurst int
 
 	// MaxCallDuration is MAX_CALL_DURATION, after which an active call is overdue.
 	MaxCallDuration time.Duration
@@ -147,15 +161,18 @@ func Default() Config {
 			5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 			2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
 		},
-		WebhookTimeout:           15 * time.Second,
-		WebhookDisableAfter:      120 * time.Hour,
-		WebhookDeliveryRetention: 720 * time.Hour,
-		MaxCallDuration:          time.Hour,
-		OverdueScanInterval:      time.Minute,
-		RecoverySweepInterval:    time.Minute,
-		WorkerConcurrency:        20,
-		LogLevel:                 slog.LevelInfo,
-		LogFormat:                LogFormatJSON,
+		WebhookTimeout:               15 * time.Second,
+		WebhookEndpointsPerWorkspace: 50,
+		WebhookDisableAfter:          120 * time.Hour,
+		WebhookDeliveryRetention:     720 * time.Hour,
+		RateLimitPerSecond:           50,
+		RateLimitBurst:               100,
+		MaxCallDuration:              time.Hour,
+		OverdueScanInterval:          time.Minute,
+		RecoverySweepInterval:        time.Minute,
+		WorkerConcurrency:            20,
+		LogLevel:                     slog.LevelInfo,
+		LogFormat:                    LogFormatJSON,
 	}
 }
 
@@ -261,6 +278,9 @@ func load(getenv func(string) string, needRedis bool) (Config, error) {
 
 	// JWT.
 	l.str("JWT_SECRET", &c.JWTSecret)
+	if c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecretSize {
+		l.failf("JWT_SECRET must be at least %d bytes (got %d)", MinJWTSecretSize, len(c.JWTSecret))
+	}
 	l.httpURL("JWT_JWKS_URL", &c.JWTJWKSURL, false)
 	l.str("JWT_ISSUER", &c.JWTIssuer)
 	l.str("JWT_AUDIENCE", &c.JWTAudience)
@@ -270,9 +290,14 @@ func load(getenv func(string) string, needRedis bool) (Config, error) {
 		c.WebhookRetrySchedule = l.schedule("WEBHOOK_RETRY_SCHEDULE", v)
 	}
 	l.duration("WEBHOOK_TIMEOUT", &c.WebhookTimeout, 0)
-	l.duration("WEBHOOK_DISABLE_AFTER", &c.WebhookDisableAfter, 0)
-	l.duration("WEBHOOK_DELIVERY_RETENTION", &c.WebhookDeliveryRetention, 0)
 	l.boolean("WEBHOOK_ALLOW_PRIVATE_NETWORKS", &c.WebhookAllowPrivateNetworks)
+	l.integer("WEBHOOK_ENDPOINTS_PER_WORKSPACE", &c.WebhookEndpointsPerWorkspace, 1)
+	l.duration("WEBHOOK_DISABLE_AFTER", &c.WebhookDisableAfter, time.Minute)
+	l.duration("WEBHOOK_DELIVERY_RETENTION", &c.WebhookDeliveryRetention, time.Hour)
+
+	// Rate limit.
+	l.integer("RATE_LIMIT_PER_SECOND", &c.RateLimitPerSecond, 0)
+	l.integer("RATE_LIMIT_BURST", &c.RateLimitBurst, 0)
 
 	// Scheduler and sweeper.
 	l.duration("MAX_CALL_DURATION", &c.MaxCallDuration, 0)
@@ -352,6 +377,54 @@ func (l *loader) duration(name string, dst *time.Duration, min time.Duration) {
 		l.failf("%s must be at least %s", name, min)
 	}
 	*dst = d
+}
+
+// maxInteger bounds the integer variables, so that none overflows where it
+// is used (a rate times a period, a count in SQL).
+const maxInteger = 1_000_000
+
+// integer sets *dst from a decimal integer from min to maxInteger.
+func (l *loader) integer(name string, dst *int, min int) {
+	v := l.get(name)
+	if v == "" {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	switch {
+	case err != nil || n < min || n > maxInteger:
+		if min == 0 {
+			l.failf("%s must be an integer from 0 to %d (got %q)", name, maxInteger, v)
+		} else {
+			l.failf("%s must be an integer from %d to %d (got %q)", name, min, maxInteger, v)
+		}
+		return
+	}
+	*dst = n
+}
+
+// TaskTimeouts are the asynq task timeouts that wrap the configured
+// timeouts: the call:hangup task (PROVIDER_TIMEOUT) and the
+// webhook:deliver task (WEBHOOK_TIMEOUT).
+type TaskTimeouts struct {
+	Hangup, Deliver time.Duration
+	// Margin is what a task needs besides its outside request: reading
+	// what it owes and recording the outcome.
+	Margin time.Duration
+}
+
+// CheckTaskTimeouts fails when an outside request could outlast the task
+// that wraps it: the task would then be cut off before it records the
+// attempt, which is retried without a trace.
+func (c Config) CheckTaskTimeouts(t TaskTimeouts) error {
+	if c.ProviderTimeout+t.Margin > t.Hangup {
+		return fmt.Errorf("config: PROVIDER_TIMEOUT must be at most %s (the call:hangup task times out after %s), got %s",
+			t.Hangup-t.Margin, t.Hangup, c.ProviderTimeout)
+	}
+	if c.WebhookTimeout+t.Margin > t.Deliver {
+		return fmt.Errorf("config: WEBHOOK_TIMEOUT must be at most %s (the webhook:deliver task times out after %s), got %s",
+			t.Deliver-t.Margin, t.Deliver, c.WebhookTimeout)
+	}
+	return nil
 }
 
 // boolean sets *dst from true/false/1/0 (strconv.ParseBool, any case).

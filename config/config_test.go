@@ -42,14 +42,18 @@ func TestLoadDefaults(t *testing.T) {
 			5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 			2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
 		},
-		WebhookTimeout:      15 * time.Second,
-		WebhookDisableAfter: 120 * time.Hour, WebhookDeliveryRetention: 720 * time.Hour,
-		MaxCallDuration:       time.Hour,
-		OverdueScanInterval:   time.Minute,
-		RecoverySweepInterval: time.Minute,
-		WorkerConcurrency:     20,
-		LogLevel:              slog.LevelInfo,
-		LogFormat:             "json",
+		WebhookTimeout:               15 * time.Second,
+		WebhookEndpointsPerWorkspace: 50,
+		WebhookDisableAfter:          120 * time.Hour,
+		WebhookDeliveryRetention:     720 * time.Hour,
+		RateLimitPerSecond:           50,
+		RateLimitBurst:               100,
+		MaxCallDuration:              time.Hour,
+		OverdueScanInterval:          time.Minute,
+		RecoverySweepInterval:        time.Minute,
+		WorkerConcurrency:            20,
+		LogLevel:                     slog.LevelInfo,
+		LogFormat:                    "json",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load defaults:\n got %+v\nwant %+v", got, want)
@@ -72,13 +76,18 @@ func TestLoadValues(t *testing.T) {
 		"LIVEKIT_API_KEY", "APIkey",
 		"LIVEKIT_API_SECRET", "lksecret",
 		"ENCRYPTION_KEY", key32,
-		"JWT_SECRET", "jwtsecret",
+		"JWT_SECRET", "jwtsecret-jwtsecret-jwtsecret-0123",
 		"JWT_JWKS_URL", "https://id.example.com/.well-known/jwks.json",
 		"JWT_ISSUER", "https://id.example.com/",
 		"JWT_AUDIENCE", "endcall",
 		"WEBHOOK_RETRY_SCHEDULE", "1s, 2s,3m",
 		"WEBHOOK_TIMEOUT", "3s",
 		"WEBHOOK_ALLOW_PRIVATE_NETWORKS", "1",
+		"WEBHOOK_ENDPOINTS_PER_WORKSPACE", "7",
+		"WEBHOOK_DISABLE_AFTER", "48h",
+		"WEBHOOK_DELIVERY_RETENTION", "168h",
+		"RATE_LIMIT_PER_SECOND", "0",
+		"RATE_LIMIT_BURST", " 10 ",
 		"MAX_CALL_DURATION", "90s",
 		"OVERDUE_SCAN_INTERVAL", "1s",
 		"RECOVERY_SWEEP_INTERVAL", "30s",
@@ -96,40 +105,44 @@ func TestLoadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		DatabaseURL:          "postgres://endcall:dbpass@localhost:5433/endcall?sslmode=disable",
-		RedisClusterAddrs:    []string{"r1:7000", "r2:7001"},
-		HTTPAddr:             "127.0.0.1:9090",
-		PublicBaseURL:        "https://calls.example.com",
-		TwilioAccountSID:     "AC123",
-		TwilioAuthToken:      "tok",
-		TwilioAPIBaseURL:     "http://127.0.0.1:4010",
-		TwilioVoiceURL:       "https://agent.example.com/twiml",
-		TelephonyMode:        "simulated",
-		ProviderTimeout:      2500 * time.Millisecond,
-		LiveKitURL:           "https://lk.example.com",
-		LiveKitAPIKey:        "APIkey",
-		LiveKitAPISecret:     "lksecret",
-		EncryptionKey:        bytes.Repeat([]byte{7}, 32),
-		JWTSecret:            "jwtsecret",
-		JWTJWKSURL:           "https://id.example.com/.well-known/jwks.json",
-		JWTIssuer:            "https://id.example.com/",
-		JWTAudience:          "endcall",
-		WebhookRetrySchedule: []time.Duration{time.Second, 2 * time.Second, 3 * time.Minute},
-		WebhookTimeout:       3 * time.Second,
-		WebhookDisableAfter:  120 * time.Hour, WebhookDeliveryRetention: 720 * time.Hour,
-		WebhookAllowPrivateNetworks: true,
-		MaxCallDuration:             90 * time.Second,
-		OverdueScanInterval:         time.Second,
-		RecoverySweepInterval:       30 * time.Second,
-		DashboardUsername:           "admin",
-		DashboardPassword:           "dashpass",
-		DashboardReadOnly:           true,
-		AnalysisLLMBaseURL:          "http://localhost:11434/v1",
-		AnalysisLLMModel:            "llama3",
-		LegacyEmptyErrorResponses:   true,
-		WorkerConcurrency:           5,
-		LogLevel:                    slog.LevelDebug,
-		LogFormat:                   "text",
+		DatabaseURL:                  "postgres://endcall:dbpass@localhost:5433/endcall?sslmode=disable",
+		RedisClusterAddrs:            []string{"r1:7000", "r2:7001"},
+		HTTPAddr:                     "127.0.0.1:9090",
+		PublicBaseURL:                "https://calls.example.com",
+		TwilioAccountSID:             "AC123",
+		TwilioAuthToken:              "tok",
+		TwilioAPIBaseURL:             "http://127.0.0.1:4010",
+		TwilioVoiceURL:               "https://agent.example.com/twiml",
+		TelephonyMode:                "simulated",
+		ProviderTimeout:              2500 * time.Millisecond,
+		LiveKitURL:                   "https://lk.example.com",
+		LiveKitAPIKey:                "APIkey",
+		LiveKitAPISecret:             "lksecret",
+		EncryptionKey:                bytes.Repeat([]byte{7}, 32),
+		JWTSecret:                    "jwtsecret-jwtsecret-jwtsecret-0123",
+		JWTJWKSURL:                   "https://id.example.com/.well-known/jwks.json",
+		JWTIssuer:                    "https://id.example.com/",
+		JWTAudience:                  "endcall",
+		WebhookRetrySchedule:         []time.Duration{time.Second, 2 * time.Second, 3 * time.Minute},
+		WebhookTimeout:               3 * time.Second,
+		WebhookAllowPrivateNetworks:  true,
+		WebhookEndpointsPerWorkspace: 7,
+		WebhookDisableAfter:          48 * time.Hour,
+		WebhookDeliveryRetention:     168 * time.Hour,
+		RateLimitPerSecond:           0,
+		RateLimitBurst:               10,
+		MaxCallDuration:              90 * time.Second,
+		OverdueScanInterval:          time.Second,
+		RecoverySweepInterval:        30 * time.Second,
+		DashboardUsername:            "admin",
+		DashboardPassword:            "dashpass",
+		DashboardReadOnly:            true,
+		AnalysisLLMBaseURL:           "http://localhost:11434/v1",
+		AnalysisLLMModel:             "llama3",
+		LegacyEmptyErrorResponses:    true,
+		WorkerConcurrency:            5,
+		LogLevel:                     slog.LevelDebug,
+		LogFormat:                    "text",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load:\n got %+v\nwant %+v", got, want)
@@ -151,6 +164,8 @@ func TestLoadAccepts(t *testing.T) {
 		{"llm without key", []string{"ANALYSIS_LLM_BASE_URL", "http://localhost:8000/v1", "ANALYSIS_LLM_MODEL", "m"}},
 		{"livekit creds without url", []string{"LIVEKIT_API_KEY", "k", "LIVEKIT_API_SECRET", "s"}},
 		{"ipv6 listen", []string{"HTTP_ADDR", "[::1]:0"}},
+		{"jwt secret 32 bytes", []string{"JWT_SECRET", strings.Repeat("x", 32)}},
+		{"rate limit off", []string{"RATE_LIMIT_PER_SECOND", "0", "RATE_LIMIT_BURST", "0"}},
 		{"bool false", []string{"DASHBOARD_READ_ONLY", "0", "WEBHOOK_ALLOW_PRIVATE_NETWORKS", "False"}},
 	}
 	for _, tt := range tests {
@@ -214,6 +229,18 @@ func TestLoadErrors(t *testing.T) {
 		{"llm no base", []string{"ANALYSIS_LLM_MODEL", "gpt"}, `config: ANALYSIS_LLM_BASE_URL and ANALYSIS_LLM_MODEL must be set together`},
 		{"llm key alone", []string{"ANALYSIS_LLM_API_KEY", "sk-1"}, `config: ANALYSIS_LLM_API_KEY requires ANALYSIS_LLM_BASE_URL and ANALYSIS_LLM_MODEL`},
 		{"llm url", []string{"ANALYSIS_LLM_BASE_URL", "api.openai.com", "ANALYSIS_LLM_MODEL", "gpt"}, `config: ANALYSIS_LLM_BASE_URL: invalid URL "api.openai.com" (must be an absolute http:// or https:// URL)`},
+		{"jwt secret short", []string{"JWT_SECRET", "s"}, `config: JWT_SECRET must be at least 32 bytes (got 1)`},
+		{"jwt secret 31", []string{"JWT_SECRET", strings.Repeat("x", 31)}, `config: JWT_SECRET must be at least 32 bytes (got 31)`},
+		{"rate negative", []string{"RATE_LIMIT_PER_SECOND", "-1"}, `config: RATE_LIMIT_PER_SECOND must be an integer from 0 to 1000000 (got "-1")`},
+		{"rate text", []string{"RATE_LIMIT_PER_SECOND", "fast"}, `config: RATE_LIMIT_PER_SECOND must be an integer from 0 to 1000000 (got "fast")`},
+		{"rate fraction", []string{"RATE_LIMIT_PER_SECOND", "2.5"}, `config: RATE_LIMIT_PER_SECOND must be an integer from 0 to 1000000 (got "2.5")`},
+		{"burst huge", []string{"RATE_LIMIT_BURST", "10000001"}, `config: RATE_LIMIT_BURST must be an integer from 0 to 1000000 (got "10000001")`},
+		{"endpoints zero", []string{"WEBHOOK_ENDPOINTS_PER_WORKSPACE", "0"}, `config: WEBHOOK_ENDPOINTS_PER_WORKSPACE must be an integer from 1 to 1000000 (got "0")`},
+		{"endpoints text", []string{"WEBHOOK_ENDPOINTS_PER_WORKSPACE", "many"}, `config: WEBHOOK_ENDPOINTS_PER_WORKSPACE must be an integer from 1 to 1000000 (got "many")`},
+		{"disable after unitless", []string{"WEBHOOK_DISABLE_AFTER", "120"}, `config: WEBHOOK_DISABLE_AFTER: invalid duration "120" (use Go syntax such as 5s, 1m)`},
+		{"disable after short", []string{"WEBHOOK_DISABLE_AFTER", "30s"}, `config: WEBHOOK_DISABLE_AFTER must be at least 1m0s`},
+		{"retention zero", []string{"WEBHOOK_DELIVERY_RETENTION", "0h"}, `config: WEBHOOK_DELIVERY_RETENTION must be positive (got 0h)`},
+		{"retention short", []string{"WEBHOOK_DELIVERY_RETENTION", "10m"}, `config: WEBHOOK_DELIVERY_RETENTION must be at least 1h0m0s`},
 		{"concurrency zero", []string{"WORKER_CONCURRENCY", "0"}, `config: WORKER_CONCURRENCY must be a positive integer`},
 		{"concurrency text", []string{"WORKER_CONCURRENCY", "ten"}, `config: WORKER_CONCURRENCY must be a positive integer`},
 		{"log level", []string{"LOG_LEVEL", "verbose"}, `config: LOG_LEVEL must be one of debug, info, warn, error`},
@@ -328,7 +355,7 @@ func TestLogValueMasksSecrets(t *testing.T) {
 		"LIVEKIT_API_KEY", "lkkey",
 		"LIVEKIT_API_SECRET", "lks3cret",
 		"ENCRYPTION_KEY", base64.StdEncoding.EncodeToString(keyBytes),
-		"JWT_SECRET", "jwts3cret",
+		"JWT_SECRET", "jwts3cret-jwts3cret-jwts3cret-0123",
 		"DASHBOARD_USERNAME", "admin",
 		"DASHBOARD_PASSWORD", "d4shpw",
 		"ANALYSIS_LLM_BASE_URL", "https://llm.example.com/v1",
@@ -448,5 +475,37 @@ func TestLoggerZeroConfig(t *testing.T) {
 	Config{}.Logger(&buf).Info("hello")
 	if !json.Valid(bytes.TrimSpace(buf.Bytes())) {
 		t.Errorf("zero Config logger is not JSON: %q", buf.String())
+	}
+}
+
+func TestCheckTaskTimeouts(t *testing.T) {
+	tasks := TaskTimeouts{Hangup: 30 * time.Second, Deliver: time.Minute, Margin: 10 * time.Second}
+	tests := []struct {
+		name string
+		kv   []string
+		want string
+	}{
+		{"defaults", nil, ""},
+		{"provider at the bound", []string{"PROVIDER_TIMEOUT", "20s"}, ""},
+		{"webhook at the bound", []string{"WEBHOOK_TIMEOUT", "50s"}, ""},
+		{"provider over", []string{"PROVIDER_TIMEOUT", "21s"},
+			"config: PROVIDER_TIMEOUT must be at most 20s (the call:hangup task times out after 30s), got 21s"},
+		{"webhook over", []string{"WEBHOOK_TIMEOUT", "2m"},
+			"config: WEBHOOK_TIMEOUT must be at most 50s (the webhook:deliver task times out after 1m0s), got 2m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(env(tt.kv...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.CheckTaskTimeouts(tasks)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("CheckTaskTimeouts: %v", err)
+			case tt.want != "" && (err == nil || err.Error() != tt.want):
+				t.Errorf("CheckTaskTimeouts = %v, want %s", err, tt.want)
+			}
+		})
 	}
 }

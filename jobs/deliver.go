@@ -65,7 +65,7 @@ func NewRedeliverTask(w endcall.Work, now time.Time) (*asynq.Task, error) {
 		return nil, err
 	}
 	return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(fmt.Sprintf("redeliver:%s:%d", w.DeliveryID, now.UnixNano())),
-		asynq.Queue(QueueWebhooks), asynq.MaxRetry(3), asynq.Timeout(time.Minute)), nil
+		asynq.Queue(QueueWebhooks), asynq.MaxRetry(3), asynq.Timeout(DeliverTaskTimeout)), nil
 }
 
 // RetryIn tells the worker's RetryDelayFunc when the next attempt is due,

@@ -21,6 +21,19 @@ const (
 	QueueWebhooks = "webhooks"
 )
 
+// Task timeouts that wrap a configured outside request; the process refuses
+// to start when the request's timeout and TaskMargin do not fit in them
+// (config.CheckTaskTimeouts).
+const (
+	// HangupTaskTimeout bounds a call:hangup task (PROVIDER_TIMEOUT).
+	HangupTaskTimeout = 30 * time.Second
+	// DeliverTaskTimeout bounds a webhook:deliver task (WEBHOOK_TIMEOUT).
+	DeliverTaskTimeout = time.Minute
+	// TaskMargin is what such a task needs besides its outside request:
+	// reading what it owes and recording the outcome.
+	TaskMargin = 10 * time.Second
+)
+
 // Enqueuer implements endcall.Queue with asynq.
 //
 // A finished task is not retained: its ID is free again at once. Postgres,
@@ -220,7 +233,7 @@ func (e *Enqueuer) Task(w endcall.Work) (*asynq.Task, error) {
 			return nil, err
 		}
 		return asynq.NewTask(TypeDeliver, payload, asynq.TaskID(taskID(w)),
-			asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(e.DeliverMaxRetry), asynq.Timeout(time.Minute)), nil
+			asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(e.DeliverMaxRetry), asynq.Timeout(DeliverTaskTimeout)), nil
 	case endcall.WorkEndBulk:
 		return NewEndBulkTask(w.WorkspaceID, w.JobID)
 	}

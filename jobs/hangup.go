@@ -24,7 +24,7 @@ const HangupMaxRetry = 12
 func NewHangupTask(callID string) (*asynq.Task, error) {
 	w := endcall.Work{Kind: endcall.WorkHangup, CallID: callID}
 	return newCallTask(TypeHangup, taskID(w), callID,
-		asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(30*time.Second))
+		asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(HangupTaskTimeout))
 }
 
 // HangupHandler processes call:hangup.

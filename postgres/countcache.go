@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // The count cache of QueryCalls.
@@ -23,8 +21,8 @@ const (
 	// countCacheSize bounds the totals kept.
 	countCacheSize = 1024
 	// countTimeout bounds a shared count, which runs detached from the
-	// request that started it (others may be waiting for it); a million
-	// calls count in well under a second.
+	// request that started it (others may be waiting for it) until no
+	// request waits; a million calls count in well under a second.
 	countTimeout = 10 * time.Second
 )
 
@@ -32,7 +30,7 @@ const (
 // expensive to count, for up to ttl, keyed by the count statement and its
 // arguments: the workspace and every filter, but not the page, its size or
 // the sort, so that paging through or re-sorting a large result counts it
-// once. Concurrent identical counts run once (flight).
+// once. Concurrent identical counts run once (flights).
 type countCache struct {
 	threshold int
 	ttl       time.Duration
@@ -40,7 +38,7 @@ type countCache struct {
 
 	mu      sync.Mutex
 	entries map[string]countEntry
-	flight  singleflight.Group
+	flights map[string]*countFlight
 }
 
 type countEntry struct {
@@ -49,7 +47,7 @@ type countEntry struct {
 }
 
 func newCountCache() *countCache {
-	return &countCache{threshold: CountCacheThreshold, ttl: CountCacheTTL, size: countCacheSize, entries: map[string]countEntry{}}
+	return &countCache{threshold: CountCacheThreshold, ttl: CountCacheTTL, size: countCacheSize, entries: map[string]countEntry{}, flights: map[string]*countFlight{}}
 }
 
 // get returns the cached total of key, if it has not expired at now.
@@ -101,41 +99,70 @@ func (c *countCache) put(key string, total int, started, now time.Time) {
 // out small is counted again by each caller that did not start it, so that
 // a small total is always counted after the request arrived; a large one
 // is at most as old as the count, well within ttl. The shared count runs
-// detached from ctx, so that one caller going away does not fail the
-// others; ctx still bounds how long this caller waits, and its own recount.
+// detached from any one caller's ctx, so that one caller going away does
+// not fail the others, and it is cancelled once no caller waits for it,
+// so that it holds no connection for nobody.
 func (c *countCache) count(ctx context.Context, key string, now func() time.Time,
 	run func(context.Context) (int, error)) (int, error) {
 	if total, ok := c.get(key, now()); ok {
 		return total, nil
 	}
-	detached := func() (int, error) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), countTimeout)
-		defer cancel()
-		return run(cctx)
+	c.mu.Lock()
+	f, joined := c.flights[key]
+	if !joined {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), countTimeout)
+		f = &countFlight{done: make(chan struct{}), cancel: cancel}
+		c.flights[key] = f
+		go func() {
+			defer cancel()
+			started := now()
+			f.total, f.err = run(fctx)
+			if f.err == nil {
+				c.put(key, f.total, started, now())
+			}
+			c.mu.Lock()
+			if c.flights[key] == f {
+				delete(c.flights, key)
+			}
+			c.mu.Unlock()
+			close(f.done)
+		}()
 	}
-	led := false // written before the result is sent, read after
-	ch := c.flight.DoChan(key, func() (any, error) {
-		led = true
-		started := now()
-		total, err := detached()
-		if err == nil {
-			c.put(key, total, started, now())
-		}
-		return total, err
-	})
+	f.waiters++
+	c.mu.Unlock()
+
 	select {
 	case <-ctx.Done():
-		return 0, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return 0, r.Err
+		c.mu.Lock()
+		if f.waiters--; f.waiters == 0 {
+			f.cancel()
+			if c.flights[key] == f {
+				delete(c.flights, key)
+			}
 		}
-		total := r.Val.(int)
-		if !led && total <= c.threshold {
+		c.mu.Unlock()
+		return 0, ctx.Err()
+	case <-f.done:
+		c.mu.Lock()
+		f.waiters--
+		c.mu.Unlock()
+		if f.err != nil {
+			return 0, f.err
+		}
+		if joined && f.total <= c.threshold {
 			return run(ctx) // this caller's own count: bound to its request
 		}
-		return total, nil
+		return f.total, nil
 	}
+}
+
+// countFlight is a count in progress and the callers waiting for it.
+type countFlight struct {
+	done    chan struct{} // closed once total and err are set
+	total   int
+	err     error
+	cancel  context.CancelFunc
+	waiters int // guarded by countCache.mu
 }
 
 // countKey is the cache key of a count statement: its text and its

@@ -58,7 +58,8 @@ func TestCountCacheBounded(t *testing.T) {
 
 // TestCountCacheSharesFlight checks that callers that arrive while a count
 // runs wait for it, that a large shared total is reused and a small one
-// counted again, and that the count survives its starter going away.
+// counted again, and that the count survives its starter going away while
+// others wait for it.
 func TestCountCacheSharesFlight(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -72,11 +73,13 @@ func TestCountCacheSharesFlight(t *testing.T) {
 			release := make(chan struct{})
 			run := func(ctx context.Context) (int, error) {
 				if calls.Add(1) == 1 {
-					<-release
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
 				}
 				return tc.total, ctx.Err()
 			}
-			// The starter gives up at once; the count goes on.
 			starter, cancel := context.WithCancel(context.Background())
 			errs := make(chan error, 4)
 			go func() {
@@ -86,10 +89,6 @@ func TestCountCacheSharesFlight(t *testing.T) {
 			for calls.Load() == 0 {
 				time.Sleep(time.Millisecond)
 			}
-			cancel()
-			if err := <-errs; !errors.Is(err, context.Canceled) {
-				t.Fatalf("starter: got %v, want context.Canceled", err)
-			}
 			totals := make(chan int, 3)
 			for range 3 {
 				go func() {
@@ -98,8 +97,12 @@ func TestCountCacheSharesFlight(t *testing.T) {
 					totals <- n
 				}()
 			}
-			// Let the three join the flight, then finish it.
-			time.Sleep(50 * time.Millisecond)
+			waitWaiters(t, c, "k", 4)
+			// The starter gives up; the others still wait, so the count goes on.
+			cancel()
+			if err := <-errs; !errors.Is(err, context.Canceled) {
+				t.Fatalf("starter: got %v, want context.Canceled", err)
+			}
 			close(release)
 			for range 3 {
 				if err := <-errs; err != nil {
@@ -113,5 +116,63 @@ func TestCountCacheSharesFlight(t *testing.T) {
 				t.Errorf("counts run: got %d, want %d", got, tc.wantCalls)
 			}
 		})
+	}
+}
+
+// TestCountCacheCancelsAbandonedCount checks that a shared count stops as
+// soon as the last caller waiting for it has gone.
+func TestCountCacheCancelsAbandonedCount(t *testing.T) {
+	c := newCountCache()
+	stopped := make(chan struct{})
+	run := func(ctx context.Context) (int, error) {
+		<-ctx.Done()
+		close(stopped)
+		return 0, ctx.Err()
+	}
+	a, cancelA := context.WithCancel(context.Background())
+	b, cancelB := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	for _, ctx := range []context.Context{a, b} {
+		go func() {
+			_, err := c.count(ctx, "k", time.Now, run)
+			errs <- err
+		}()
+	}
+	waitWaiters(t, c, "k", 2)
+	cancelA()
+	<-errs
+	select {
+	case <-stopped:
+		t.Fatal("the count stopped while a caller still waited for it")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancelB()
+	<-errs
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the count kept running after every caller had gone")
+	}
+}
+
+// waitWaiters waits until n callers wait for the count of key.
+func waitWaiters(t *testing.T, c *countCache, key string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		f := c.flights[key]
+		got := 0
+		if f != nil {
+			got = f.waiters
+		}
+		c.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait for the count, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -51,6 +51,9 @@ type Store struct {
 	cipher *Cipher
 	now    func() time.Time
 	counts *countCache // of QueryCalls
+	// endpointLimit is the most live webhook endpoints a workspace may
+	// have (0: no limit).
+	endpointLimit int
 }
 
 // NewStore returns a store on pool. cipher may be nil when no ENCRYPTION_KEY
@@ -58,6 +61,10 @@ type Store struct {
 func NewStore(pool *pgxpool.Pool, cipher *Cipher) *Store {
 	return &Store{pool: pool, cipher: cipher, now: time.Now, counts: newCountCache()}
 }
+
+// SetEndpointLimit sets the most live webhook endpoints a workspace may
+// have (WEBHOOK_ENDPOINTS_PER_WORKSPACE); 0, the default, is no limit.
+func (s *Store) SetEndpointLimit(n int) { s.endpointLimit = n }
 
 // Pool returns the underlying pool (readiness checks, tests).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }

@@ -2,11 +2,15 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/endcall/endcall"
 )
@@ -226,8 +230,10 @@ func (cq callQuery) pageSQL(limit, offset int) (string, []any) {
 // calls, search=refund (0.7% of them) flipped between 3 ms and 44 ms from
 // one ANALYZE to the next. A full page is the right page, since the walk
 // visits calls in the page's order; a page short of limit may be the last
-// one or a walk that ran out of budget, and QueryCalls then asks the
-// planner (pageSQL): a pattern so rare is one its sample shows as rare.
+// one or a walk that ran out of budget, so the walk answers no rows then,
+// and StreamCalls asks the planner (pageSQL): a pattern so rare is one its
+// sample shows as rare. The walk finds the page's IDs first and reads
+// their calls only once the page is known to be full.
 func (cq callQuery) walkSQL(limit, offset, budget int) (string, []any) {
 	args := append(slices.Clip(cq.args), budget, limit, offset)
 	where := cq.walkWhere
@@ -235,9 +241,10 @@ func (cq callQuery) walkSQL(limit, offset, budget int) (string, []any) {
 		where += " AND " + cq.pageWhere
 	}
 	n := len(args)
-	return fmt.Sprintf(`SELECT %s FROM (SELECT c.* FROM calls c WHERE %s ORDER BY %s LIMIT $%d) c
-		WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`,
-		callColumns, where, cq.order, n-2, cq.probe, cq.order, n-1, n), args
+	return fmt.Sprintf(`WITH walk AS MATERIALIZED (SELECT c.id FROM (SELECT c.* FROM calls c WHERE %s ORDER BY %s LIMIT $%d) c
+		WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d)
+		SELECT %s FROM calls c WHERE c.id IN (SELECT id FROM walk) AND (SELECT count(*) FROM walk) = $%d ORDER BY %s`,
+		where, cq.order, n-2, cq.probe, cq.order, n-1, n, callColumns, n-1, cq.order), args
 }
 
 // walkBudget is how many calls walkSQL visits for a page ending at end:
@@ -257,21 +264,54 @@ func (cq callQuery) countSQL() (string, []any) {
 	return `SELECT count(*) FROM calls c WHERE ` + cq.where, cq.args
 }
 
-// querySettingsSQL sets, for the rest of a transaction, how QueryCalls
-// statements are planned (see there).
+// Statement timeouts of StreamCalls. Filters that no index serves
+// (contains on notes in a large workspace) would otherwise let one request
+// occupy a backend for minutes; every indexed query of the benchmark
+// finishes in well under a second on a million calls.
+const (
+	// countStatementTimeout bounds a count.
+	countStatementTimeout = 5 * time.Second
+	// pageStatementTimeout bounds a page, whose statement lasts until its
+	// last row is sent: up to 100 MiB of transcripts to a client that may
+	// read slowly. The rows it reads are bounded anyway (maxOffset).
+	pageStatementTimeout = 30 * time.Second
+)
+
+// querySettingsSQL sets, for the rest of a transaction, how StreamCalls
+// statements are planned (see there) and how long each may run ($1, in
+// milliseconds).
 const querySettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-	set_config('max_parallel_workers_per_gather', '0', true)`
+	set_config('max_parallel_workers_per_gather', '0', true),
+	set_config('statement_timeout', $1, true)`
 
 // QueryCalls returns one page of the workspace's calls matching q, and how
-// many match in all.
+// many match in all: StreamCalls, collected.
+func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall.Call, int, error) {
+	calls := []*endcall.Call{}
+	total, err := s.StreamCalls(ctx, q, func(c *endcall.Call) error {
+		calls = append(calls, c)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return calls, total, nil
+}
+
+// StreamCalls reads one page of the workspace's calls matching q, calling
+// each with every call in order as it is read, so that a page of large
+// transcripts is never held whole; then it returns how many match in all.
+// An error of each ends the read and is returned as it is.
 //
 // The page and the count run at the same time, each in one round trip on
-// its own connection. The count is exact, but one that found more than
-// 10,000 calls is kept for up to 10 seconds (countCache) and reused by any
-// query of the workspace with the same filters, whatever its page or sort:
-// counting a million calls takes about 80 ms, a page well under one.
-// Identical counts in flight at once run once (a small total is counted
-// again for each request that joined another's count).
+// its own connection; the page never waits for the count while it holds
+// its connection, so that pages waiting for counts cannot take every
+// connection the counts need. The count is exact, but one that found more
+// than 10,000 calls is kept for up to 10 seconds (countCache) and reused
+// by any query of the workspace with the same filters, whatever its page
+// or sort: counting a million calls takes about 80 ms, a page well under
+// one. Identical counts in flight at once run once (a small total is
+// counted again for each request that joined another's count).
 //
 // Each statement runs in a read-only transaction that forces custom
 // plans: the best plan depends on the values (one workspace may hold most
@@ -281,17 +321,19 @@ const querySettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_pla
 // number 9 times slower). It also keeps each query to one process:
 // parallel workers contend with the other requests, and under load made
 // the count of a 900k-call workspace 3 times slower.
-func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall.Call, int, error) {
+func (s *Store) StreamCalls(ctx context.Context, q endcall.CallQuery, each func(*endcall.Call) error) (int, error) {
 	if q.PerPage <= 0 {
-		return nil, 0, fmt.Errorf("postgres: query per_page %d is not positive", q.PerPage)
+		return 0, fmt.Errorf("postgres: query per_page %d is not positive", q.PerPage)
 	}
 	cq, err := buildCallQuery(q)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	countSQL, countArgs := cq.countSQL()
 	key := countKey(countSQL, countArgs)
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the count, when the page failed first
 	type counted struct {
 		total int
 		err   error
@@ -300,7 +342,7 @@ func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall
 	go func() {
 		total, err := s.counts.count(ctx, key, s.now, func(ctx context.Context) (int, error) {
 			var total int
-			err := s.readOnly(ctx, countSQL, countArgs, func(br pgx.BatchResults) error {
+			err := s.readOnly(ctx, countStatementTimeout, countSQL, countArgs, func(br pgx.BatchResults) error {
 				return br.QueryRow().Scan(&total)
 			})
 			return total, err
@@ -308,51 +350,64 @@ func (s *Store) QueryCalls(ctx context.Context, q endcall.CallQuery) ([]*endcall
 		done <- counted{total, err}
 	}()
 
-	var calls []*endcall.Call
+	var eachErr error
+	rows := 0
 	page := func(sql string, args []any) error {
-		calls = []*endcall.Call{}
-		return s.readOnly(ctx, sql, args, func(br pgx.BatchResults) error {
-			rows, err := br.Query()
+		return s.readOnly(ctx, pageStatementTimeout, sql, args, func(br pgx.BatchResults) error {
+			r, err := br.Query()
 			if err != nil {
 				return err
 			}
-			defer rows.Close()
-			for rows.Next() {
-				c, err := scanCall(rows)
+			defer r.Close()
+			for r.Next() {
+				c, err := scanCall(r)
 				if err != nil {
 					return err
 				}
-				calls = append(calls, c)
+				rows++
+				if err := each(c); err != nil {
+					eachErr = err
+					return err
+				}
 			}
-			return rows.Err()
+			return r.Err()
 		})
 	}
 	offset := q.Page * q.PerPage
-	// The walk cannot fill a page that ends beyond its budget.
+	// The walk cannot fill a page that ends beyond its budget. It answers
+	// a full page or nothing, so that nothing it streams is taken back.
+	walked := false
 	if end := offset + q.PerPage; cq.probe != "" && end <= walkBudget(end) {
+		walked = true
 		err = page(cq.walkSQL(q.PerPage, offset, walkBudget(end)))
 	}
-	if err == nil && (cq.probe == "" || len(calls) < q.PerPage) {
+	if err == nil && (!walked || rows == 0) {
 		err = page(cq.pageSQL(q.PerPage, offset))
 	}
-	if err != nil {
-		return nil, 0, dbError(err)
+	if err == nil {
+		c := <-done
+		if err = c.err; err == nil {
+			return c.total, nil
+		}
 	}
-	c := <-done
-	if c.err != nil {
-		return nil, 0, dbError(c.err)
+	if eachErr != nil && err == eachErr {
+		return 0, err
 	}
-	return calls, c.total, nil
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "57014" && ctx.Err() == nil {
+		return 0, endcall.Errorf(endcall.EUNAVAILABLE, "The query took too long; narrow its filters.")
+	}
+	return 0, dbError(err)
 }
 
 // readOnly runs one statement in one round trip, in a read-only
 // transaction with QueryCalls' settings; read takes its result. An error
 // leaves the connection in a transaction; the pool then discards it
 // rather than reuse it.
-func (s *Store) readOnly(ctx context.Context, sql string, args []any, read func(pgx.BatchResults) error) error {
+func (s *Store) readOnly(ctx context.Context, timeout time.Duration, sql string, args []any, read func(pgx.BatchResults) error) error {
 	var batch pgx.Batch
 	batch.Queue(`BEGIN READ ONLY`)
-	batch.Queue(querySettingsSQL)
+	batch.Queue(querySettingsSQL, strconv.FormatInt(timeout.Milliseconds(), 10))
 	batch.Queue(sql, args...)
 	batch.Queue(`COMMIT`)
 	br := s.pool.SendBatch(ctx, &batch)

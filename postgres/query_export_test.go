@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,7 +24,7 @@ func (s *Store) ExplainCallQuery(ctx context.Context, q endcall.CallQuery) (page
 		return "", "", err
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, querySettingsSQL); err != nil {
+	if _, err := tx.Exec(ctx, querySettingsSQL, strconv.FormatInt(countStatementTimeout.Milliseconds(), 10)); err != nil {
 		return "", "", err
 	}
 	explain := func(sql string, args []any) (string, error) {
@@ -48,4 +50,21 @@ func (s *Store) ExplainCallQuery(ctx context.Context, q endcall.CallQuery) (page
 	}
 	count, err = explain(cq.countSQL())
 	return page, count, err
+}
+
+// StatementTimeouts returns the statement_timeout that StreamCalls' count
+// and page statements run under.
+func (s *Store) StatementTimeouts(ctx context.Context) (count, page string, err error) {
+	for _, t := range []struct {
+		d   time.Duration
+		dst *string
+	}{{countStatementTimeout, &count}, {pageStatementTimeout, &page}} {
+		err = s.readOnly(ctx, t.d, `SELECT current_setting('statement_timeout')`, nil, func(br pgx.BatchResults) error {
+			return br.QueryRow().Scan(t.dst)
+		})
+		if err != nil {
+			return "", "", err
+		}
+	}
+	return count, page, nil
 }

@@ -44,11 +44,37 @@ func scanEndpoint(row pgx.Row) (*endcall.WebhookEndpoint, error) {
 	return &e, nil
 }
 
-// CreateEndpoint stores a webhook endpoint with its signing secret.
+// CreateEndpoint stores a webhook endpoint with its signing secret. A
+// workspace that already has endpointLimit live endpoints gets ECONFLICT.
+// The count and the insert hold the workspace's row lock (FOR NO KEY
+// UPDATE, which calls' foreign keys do not wait for), so that concurrent
+// creations cannot all pass the count.
 func (s *Store) CreateEndpoint(ctx context.Context, workspaceID, url string, events []string, description *string, rateLimit *int, secret string) (*endcall.WebhookEndpoint, error) {
-	row := s.pool.QueryRow(ctx, `WITH e AS (INSERT INTO webhook_endpoints (workspace_id, url, events, description, rate_limit, secret)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING *) `+endpointSelect, workspaceID, url, events, description, rateLimit, secret)
-	e, err := scanEndpoint(row)
+	var e *endcall.WebhookEndpoint
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if s.endpointLimit > 0 {
+			// The count is a statement of its own, so that its snapshot is
+			// taken after the lock is granted and sees the creations that
+			// held it before.
+			if _, err := tx.Exec(ctx, `SELECT FROM workspaces WHERE id = $1 FOR NO KEY UPDATE`, workspaceID); err != nil {
+				return err
+			}
+			var n int
+			err := tx.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints
+				WHERE workspace_id = $1 AND deleted_at IS NULL`, workspaceID).Scan(&n)
+			if err != nil {
+				return err
+			}
+			if n >= s.endpointLimit {
+				return endcall.Errorf(endcall.ECONFLICT,
+					"This workspace already has %d webhook endpoints, the most it may have; delete one first.", n)
+			}
+		}
+		var err error
+		e, err = scanEndpoint(tx.QueryRow(ctx, `WITH e AS (INSERT INTO webhook_endpoints (workspace_id, url, events, description, rate_limit, secret)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING *) `+endpointSelect, workspaceID, url, events, description, rateLimit, secret))
+		return err
+	})
 	return e, dbError(err)
 }
 

@@ -42,6 +42,9 @@ var refusedRanges = func() []refusedRange {
 		{"::/128", "unspecified"},
 		{"::1/128", "loopback"},
 		{"::/96", "reserved (IPv4-compatible)"},
+		// Local-use NAT64: where the IPv4 address sits depends on the
+		// operator's prefix length, so the whole block is refused.
+		{"64:ff9b:1::/48", "reserved (local-use NAT64)"},
 		{"100::/64", "reserved (discard-only)"},
 		{"fc00::/7", "private"},
 		{"fe80::/10", "link-local"},

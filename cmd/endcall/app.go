@@ -49,6 +49,10 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckTaskTimeouts(config.TaskTimeouts{Hangup: jobs.HangupTaskTimeout,
+		Deliver: jobs.DeliverTaskTimeout, Margin: jobs.TaskMargin}); err != nil {
+		return err
+	}
 	log := cfg.Logger(stderr)
 	useLogger(log)
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
@@ -66,6 +70,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		}
 	}
 	store := postgres.NewStore(pool, cipher)
+	store.SetEndpointLimit(cfg.WebhookEndpointsPerWorkspace)
 	redisOpt := redisConnOpt(cfg)
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
@@ -83,8 +88,8 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		ProviderTimeout: cfg.ProviderTimeout, EnqueueTimeout: 2 * time.Second,
 		OnEnded: m.CallEnded,
 	}
-	// One Redis client for what is not asynq's own: the readiness probe and
-	// the rescuer.
+	// One Redis client for what is not asynq's own: the readiness probe, the
+	// rate limit and the rescuer.
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	g, ctx := errgroup.WithContext(ctx)
@@ -219,6 +224,7 @@ func newHTTPHandler(cfg config.Config, log *slog.Logger, store *postgres.Store, 
 		Store:   store, Webhooks: store, Redeliver: enq, Plans: store, AllowPrivateWebhooks: cfg.WebhookAllowPrivateNetworks,
 		Calls: svc, Log: log, LegacyEmptyErrors: cfg.LegacyEmptyErrorResponses,
 		JWT: jwtCfg, Twilio: tw,
+		RateLimit: api.RateLimit{Redis: rdb, PerSecond: cfg.RateLimitPerSecond, Burst: cfg.RateLimitBurst},
 	})
 	r := srv.Router()
 	r.HandleFunc("/healthz", healthz).Methods(http.MethodGet)

@@ -28,6 +28,9 @@ func TestInvalidConfigurationIsOneClearLine(t *testing.T) {
 	}{
 		{"no DATABASE_URL", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"serve"}, "DATABASE_URL is required"},
 		{"bad duration", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "PROVIDER_TIMEOUT": "5 sec"}, []string{"worker"}, "PROVIDER_TIMEOUT"},
+		{"provider timeout beyond its task", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "PROVIDER_TIMEOUT": "40s"}, []string{"worker"}, "PROVIDER_TIMEOUT must be at most 20s"},
+		{"webhook timeout beyond its task", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "WEBHOOK_TIMEOUT": "5m"}, []string{"all"}, "WEBHOOK_TIMEOUT must be at most 50s"},
+		{"short JWT secret", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "JWT_SECRET": "x"}, []string{"serve"}, "JWT_SECRET must be at least 32 bytes"},
 		{"migrate without DATABASE_URL", map[string]string{}, []string{"migrate"}, "DATABASE_URL is required"},
 		{"unknown subcommand", map[string]string{}, []string{"dance"}, "unknown subcommand"},
 		{"apikey without workspace", map[string]string{}, []string{"apikey", "create"}, "--workspace"},
