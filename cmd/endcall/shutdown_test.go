@@ -106,7 +106,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	environ := []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL, "HTTP_ADDR=" + addr,
 		"TWILIO_API_BASE_URL=" + fake.URL(), "TWILIO_ACCOUNT_SID=" + account, "TWILIO_AUTH_TOKEN=" + token,
-		"PROVIDER_TIMEOUT=30s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "WEBHOOK_RETRY_SCHEDULE=1s",
+		"PROVIDER_TIMEOUT=20s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "WEBHOOK_RETRY_SCHEDULE=1s",
 		"OVERDUE_SCAN_INTERVAL=1s", "LOG_FORMAT=text", "DASHBOARD_USERNAME=ops", "DASHBOARD_PASSWORD=pw"}
 
 	keyCmd := exec.Command(bin, "apikey", "create", "--workspace", "shutdown")
@@ -140,7 +140,11 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	defer func() {
 		if running {
 			proc.Process.Kill()
-			<-exited
+			// waitUp may have taken the exit already.
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+			}
 		}
 	}()
 	base := "http://" + addr
