@@ -79,7 +79,7 @@ type Turn struct {
 	EndMS   *int64 `json:"end_ms"`
 }
 
-// Call is the call object of the public contract (CONTRACT 3.5). Absent
+// Call is the call object the API answers with and webhooks carry. Absent
 // values are nil and marshal as null.
 type Call struct {
 	ID                    string          `json:"id"`

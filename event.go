@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// event is the body of every webhook (CONTRACT 4).
+// event is the body of every webhook.
 type event struct {
 	Type      string `json:"type"`
 	Timestamp string `json:"timestamp"`

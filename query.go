@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// CallQuery is a validated GET /v1/calls/query (CONTRACT 3.2). Empty strings
+// CallQuery is a validated GET /v1/calls/query. Empty strings
 // and nil pointers are filters that were not given.
 type CallQuery struct {
 	WorkspaceID string
@@ -58,7 +58,7 @@ var FilterColumns = map[string]int{
 	"created_at": ColumnTime, "updated_at": ColumnTime, "started_at": ColumnTime, "ended_at": ColumnTime,
 }
 
-// SortColumns are the columns a query may sort by (CONTRACT 3.2).
+// SortColumns are the columns a query may sort by.
 var SortColumns = []string{"created_at", "started_at", "ended_at", "call_duration", "call_status",
 	"call_to", "call_from", "disconnect_reason", "analysis_sentiment", "updated_at"}
 

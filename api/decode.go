@@ -17,7 +17,7 @@ import (
 	"github.com/endcall/endcall"
 )
 
-// Body limits of CONTRACT 3.
+// Body limits: 64 KiB, and 1 MiB for a call's PATCH (its transcript).
 const (
 	maxBody      = 64 << 10
 	maxPatchBody = 1 << 20

@@ -1,3 +1,3 @@
 // Package api is endcall's HTTP interface: routes, authentication, request
-// decoding and the success and error envelopes of CONTRACT section 3.
+// decoding and the success and error envelopes.
 package api

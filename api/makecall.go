@@ -34,7 +34,7 @@ type NumberLookup interface {
 }
 
 // TwilioConfig is what make-call and the status callback take from the
-// environment (CONTRACT 2).
+// environment.
 type TwilioConfig struct {
 	// Dialer places calls; nil makes make-call answer 503.
 	Dialer Dialer

@@ -32,7 +32,7 @@ const MinJWTSecretSize = 32
 const EncryptionKeySize = 32
 
 // Config is the validated configuration of every endcall subcommand. Each
-// field corresponds to one environment variable of CONTRACT section 2; unset
+// field corresponds to one environment variable; unset
 // optional strings are empty and unset optional slices are nil.
 type Config struct {
 	// DatabaseURL is DATABASE_URL: a postgres:// URL or a pgx key=value string.
@@ -147,7 +147,7 @@ type Config struct {
 	LogFormat string
 }
 
-// Default returns the configuration with every default of CONTRACT section 2
+// Default returns the configuration with every variable's default
 // and nothing required filled in (no DATABASE_URL, no Redis). It is the
 // starting point of Load and handy in tests.
 func Default() Config {

@@ -1,5 +1,5 @@
 // Package config reads, validates and defaults endcall's configuration from
-// environment variables (CONTRACT section 2), and builds the process logger.
+// environment variables, and builds the process logger.
 //
 // Every subcommand calls one loader with os.Getenv and stops with the
 // loader's error, which is always one line naming the variable and the

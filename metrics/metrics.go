@@ -1,4 +1,4 @@
-// Package metrics holds endcall's Prometheus series (CONTRACT 7): HTTP
+// Package metrics holds endcall's Prometheus series: HTTP
 // requests, calls ended, provider hangups, webhook attempts, analyses, and
 // asynq's queue sizes.
 package metrics
