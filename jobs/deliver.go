@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 
 	"github.com/endcall/endcall"
@@ -46,10 +45,10 @@ type DeliverHandler struct {
 	// DisableAfter is WEBHOOK_DISABLE_AFTER: an endpoint whose attempts
 	// have all failed this long is disabled. Zero never disables.
 	DisableAfter time.Duration
-	// Limiter, when set, holds every endpoint with a rate_limit to it,
-	// across every worker sharing its Redis.
-	Limiter *redis_rate.Limiter
-	Log     *slog.Logger
+	// Pacer, when set, holds every endpoint with a rate_limit to it, across
+	// every worker sharing its Redis.
+	Pacer *Pacer
+	Log   *slog.Logger
 	Now     func() time.Time
 	// OnAttempt, when set, observes each attempt's outcome (metrics).
 	OnAttempt func(outcome string)
@@ -93,6 +92,10 @@ func (e *Postpone) Error() string { return "postponed: " + e.Why }
 // maxWaitInPlace is the longest a delivery waits for its turn in its
 // worker slot; a longer wait gives the slot back and re-schedules the task.
 const maxWaitInPlace = time.Second
+
+// scheduleLead is how much earlier than its turn a postponed task is
+// scheduled to come back.
+const scheduleLead = 300 * time.Millisecond
 
 // ProcessTask makes one attempt. A delivery that already succeeded is not
 // sent again unless this is a redelivery.
@@ -221,6 +224,9 @@ func (h *DeliverHandler) await(ctx context.Context, j *endcall.DeliveryJob, rede
 		}
 		wait := max(time.Until(pp.At), 0)
 		if canRetry(ctx) && waited+wait > maxWaitInPlace {
+			// asynq starts a due task up to a quarter second late, so the
+			// task comes back a little early and waits out the rest here.
+			pp.At = pp.At.Add(-scheduleLead)
 			return pp
 		}
 		if err := sleep(ctx, wait); err != nil {
@@ -244,14 +250,13 @@ func (h *DeliverHandler) turn(ctx context.Context, j *endcall.DeliveryJob, redel
 			return &Postpone{At: maxTime(next, h.now()).Add(time.Second), Why: "the call's call.ended delivery to this endpoint is pending"}, nil
 		}
 	}
-	if h.Limiter != nil && j.RateLimit != nil {
-		res, err := h.Limiter.Allow(ctx, "endcall:webhook-rate:"+j.EndpointID,
-			redis_rate.Limit{Rate: *j.RateLimit, Period: time.Second, Burst: 1})
+	if h.Pacer != nil && j.RateLimit != nil {
+		wait, err := h.Pacer.Wait(ctx, j.EndpointID, j.ID, *j.RateLimit)
 		if err != nil {
 			return nil, fmt.Errorf("rate limiter: %w", err)
 		}
-		if res.Allowed == 0 {
-			return &Postpone{At: h.now().Add(res.RetryAfter), Why: "the endpoint's rate limit is reached"}, nil
+		if wait > 0 {
+			return &Postpone{At: h.now().Add(wait), Why: "the endpoint's rate limit is reached"}, nil
 		}
 	}
 	return nil, nil

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -157,7 +156,7 @@ func (p *pipeline) deliverHandler() *jobs.DeliverHandler {
 	p.t.Cleanup(func() { rdb.Close() })
 	return &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
 		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true), DisableAfter: p.opts.disableAfter,
-		Limiter: redis_rate.NewLimiter(rdb)}
+		Pacer: &jobs.Pacer{Redis: rdb}}
 }
 
 func (p *pipeline) stopWorker() {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -158,7 +157,7 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 		MaxInFlight: max(1, cfg.WorkerConcurrency/2)})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log, OnAttempt: m.WebhookAttempt,
 		Client:       webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
-		DisableAfter: cfg.WebhookDisableAfter, Limiter: redis_rate.NewLimiter(rdb)})
+		DisableAfter: cfg.WebhookDisableAfter, Pacer: &jobs.Pacer{Redis: rdb}})
 	w.Handle(jobs.TypeDeliveryRetention, &jobs.RetentionHandler{Store: store, Retention: cfg.WebhookDeliveryRetention, Log: log})
 	return w, nil
 }
