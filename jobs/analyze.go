@@ -70,6 +70,11 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	release, ok := h.take()
+	if !ok {
+		return &Postpone{At: time.Now().Add(postponeAnalysis), Why: "this process runs as many analyses as it may"}
+	}
+	defer release()
 	c, run, plan, err := h.Store.AnalysisTarget(ctx, p.CallID)
 	if endcall.ErrorCode(err) == endcall.ENOTFOUND {
 		return fmt.Errorf("call %s: %w", p.CallID, asynq.SkipRetry)
@@ -79,12 +84,7 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	status, result, outcomes := endcall.AnalysisCompleted, (*endcall.Analysis)(nil), json.RawMessage(nil)
 	var analyzeErr error
 	if c.AnalysisStatus != nil && *c.AnalysisStatus == endcall.AnalysisPending {
-		release, ok := h.take()
-		if !ok {
-			return &Postpone{At: time.Now().Add(postponeAnalysis), Why: "this process runs as many analyses as it may"}
-		}
 		result, outcomes, analyzeErr = h.Analyzer.Analyze(ctx, c, plan)
-		release()
 		if result != nil {
 			result.Version = run
 		}

@@ -49,7 +49,7 @@ type DeliverHandler struct {
 	// every worker sharing its Redis.
 	Pacer *Pacer
 	Log   *slog.Logger
-	Now     func() time.Time
+	Now   func() time.Time
 	// OnAttempt, when set, observes each attempt's outcome (metrics).
 	OnAttempt func(outcome string)
 }

@@ -154,7 +154,7 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 	w.Handle(jobs.TypeHangup, &jobs.HangupHandler{Store: store, Telephony: tel, Timeout: cfg.ProviderTimeout, Log: log, OnOutcome: m.Hangup})
 	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: store, Rooms: rooms})
 	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log, OnResult: m.Analysis,
-		MaxInFlight: max(1, cfg.WorkerConcurrency/2)})
+		MaxInFlight: analysesInFlight(cfg)})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log, OnAttempt: m.WebhookAttempt,
 		Client:       webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
 		DisableAfter: cfg.WebhookDisableAfter, Pacer: &jobs.Pacer{Redis: rdb}})
@@ -187,6 +187,17 @@ func bulkCalls(cfg config.Config, svc *calls.Service, rdb redis.UniversalClient,
 // long enough for the fast path to have queued it, at most 30 s.
 func sweepGrace(interval time.Duration) time.Duration {
 	return min(30*time.Second, interval/2)
+}
+
+// analysesInFlight bounds the analyses a worker runs at once: with the LLM,
+// which may take seconds each, half its slots, so that the webhooks and rooms
+// behind them always have the other half; the built-in analyzer takes
+// milliseconds and needs no bound.
+func analysesInFlight(cfg config.Config) int {
+	if cfg.AnalysisLLMBaseURL == "" {
+		return 0
+	}
+	return max(1, cfg.WorkerConcurrency/2)
 }
 
 // hangupGrace is how old a pending hangup must be before the sweeper makes
