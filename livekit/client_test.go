@@ -2,7 +2,6 @@ package livekit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/endcall/endcall/livekit/livekittest"
 )
 
 const (
@@ -19,107 +18,38 @@ const (
 	testSecret = "a-long-enough-livekit-api-secret-for-hs256"
 )
 
-// fakeLiveKit answers DeleteRoom like a LiveKit server: it verifies the
-// access token and the request, then answers with status and body.
-type fakeLiveKit struct {
-	t      *testing.T
-	status int
-	body   string
-	delay  time.Duration
-	rooms  chan string
-}
-
-func newFake(t *testing.T, status int, body string) (*fakeLiveKit, *httptest.Server) {
-	t.Helper()
-	f := &fakeLiveKit{t: t, status: status, body: body, rooms: make(chan string, 10)}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, srv
-}
-
-func (f *fakeLiveKit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	raw, _ := io.ReadAll(r.Body) // first: the server notices a client gone only once the body is read
-	if f.delay > 0 {
-		select {
-		case <-time.After(f.delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	t := f.t
-	if got, want := r.Method, http.MethodPost; got != want {
-		t.Errorf("method: got %q, want %q", got, want)
-	}
-	if got, want := r.URL.Path, "/twirp/livekit.RoomService/DeleteRoom"; got != want {
-		t.Errorf("path: got %q, want %q", got, want)
-	}
-	if got, want := r.Header.Get("Content-Type"), "application/json"; got != want {
-		t.Errorf("Content-Type: got %q, want %q", got, want)
-	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		t.Errorf("Authorization: got %q, want a bearer token", r.Header.Get("Authorization"))
-	}
-	var c struct {
-		jwt.RegisteredClaims
-		Video map[string]any `json:"video"`
-	}
-	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return []byte(testSecret), nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(testKey), jwt.WithExpirationRequired())
-	if err != nil {
-		t.Errorf("token: %v", err)
-		w.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(w, `{"code":"unauthenticated","msg":"invalid token"}`)
-		return
-	}
-	if c.NotBefore == nil {
-		t.Errorf("token: no nbf claim")
-	}
-	if ttl := c.ExpiresAt.Sub(time.Now()); ttl <= 0 || ttl > 15*time.Minute {
-		t.Errorf("token: expires in %v, want a short positive lifetime", ttl)
-	}
-	if got := c.Video["roomCreate"]; got != true {
-		t.Errorf("token: video.roomCreate: got %v, want true", got)
-	}
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Errorf("body %q: %v", raw, err)
-	}
-	if len(body) != 1 {
-		t.Errorf("body: got %q, want only a room field", raw)
-	}
-	room, _ := body["room"].(string)
-	f.rooms <- room
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(f.status)
-	io.WriteString(w, f.body)
-}
-
 func TestDeleteRoom(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name          string
-		status        int
-		body          string
+		fail          *livekittest.Error // answered instead of the deletion
+		exists        bool
 		wantErr       bool
 		wantPermanent bool
 	}{
-		{"deleted", 200, `{}`, false, false},
-		{"404 already gone", 404, `{"code":"not_found","msg":"room not found"}`, false, false},
-		{"404 without body", 404, ``, false, false},
-		{"not_found code on another status", 400, `{"code":"not_found","msg":"requested room does not exist"}`, false, false},
-		{"401", 401, `{"code":"unauthenticated","msg":"invalid token"}`, true, true},
-		{"403", 403, `{"code":"permission_denied","msg":"permissions denied"}`, true, true},
-		{"400 other Twirp error", 400, `{"code":"invalid_argument","msg":"bad room"}`, true, true},
-		{"429", 429, `{"code":"resource_exhausted","msg":"slow down"}`, true, false},
-		{"500", 500, `{"code":"internal","msg":"boom"}`, true, false},
-		{"503 plain text", 503, `upstream unavailable`, true, false},
+		{name: "deleted", exists: true},
+		{name: "404 already gone"},
+		{name: "not_found code on another status", exists: true,
+			fail: &livekittest.Error{Status: 400, Code: "not_found", Msg: "requested room does not exist"}},
+		{name: "401", exists: true, fail: ptr(livekittest.ErrorFor(401)), wantErr: true, wantPermanent: true},
+		{name: "403", exists: true, fail: ptr(livekittest.ErrorFor(403)), wantErr: true, wantPermanent: true},
+		{name: "400 other Twirp error", exists: true, fail: ptr(livekittest.ErrorFor(400)), wantErr: true, wantPermanent: true},
+		{name: "408", exists: true, fail: ptr(livekittest.ErrorFor(408)), wantErr: true},
+		{name: "429", exists: true, fail: ptr(livekittest.ErrorFor(429)), wantErr: true},
+		{name: "500", exists: true, fail: ptr(livekittest.ErrorFor(500)), wantErr: true},
+		{name: "503", exists: true, fail: ptr(livekittest.ErrorFor(503)), wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, srv := newFake(t, tt.status, tt.body)
-			c := New(srv.URL+"/", testKey, testSecret, 5*time.Second)
+			fake := livekittest.New(t, testKey, testSecret)
+			if tt.exists {
+				fake.AddRoom("room-42")
+			}
+			if tt.fail != nil {
+				fake.FailNextWith("room-42", 1, *tt.fail)
+			}
+			c := New(fake.URL+"/", testKey, testSecret, 5*time.Second)
 			err := c.DeleteRoom(context.Background(), "room-42")
 			if gotErr := err != nil; gotErr != tt.wantErr {
 				t.Fatalf("DeleteRoom: got %v, want error %v", err, tt.wantErr)
@@ -128,35 +58,79 @@ func TestDeleteRoom(t *testing.T) {
 				t.Errorf("errors.Is(%v, ErrPermanent): got %v, want %v", err, got, tt.wantPermanent)
 			}
 			var e *Error
-			if err != nil && (!errors.As(err, &e) || e.StatusCode != tt.status) {
-				t.Errorf("error: got %#v, want an *Error with status %d", err, tt.status)
+			if err != nil && (!errors.As(err, &e) || e.StatusCode != tt.fail.Status || e.Code != tt.fail.Code) {
+				t.Errorf("error: got %#v, want an *Error with status %d and code %q", err, tt.fail.Status, tt.fail.Code)
 			}
-			if got := <-f.rooms; got != "room-42" {
-				t.Errorf("room: got %q, want %q", got, "room-42")
+			reqs := fake.Requests()
+			if len(reqs) != 1 || reqs[0].Err != nil || reqs[0].Room != "room-42" {
+				t.Fatalf("requests: got %+v, want one authorized request for room-42", reqs)
+			}
+			if reqs[0].NotBefore.IsZero() {
+				t.Errorf("token: no nbf claim")
+			}
+			if ttl := time.Until(reqs[0].Expires); ttl <= 0 || ttl > 15*time.Minute {
+				t.Errorf("token: expires in %v, want a short positive lifetime", ttl)
 			}
 		})
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
+// TestDeleteRoomOddAnswers covers answers no LiveKit server sends but a
+// proxy in front of one may: a 404 without a Twirp body, and plain text.
+func TestDeleteRoomOddAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		status        int
+		body          string
+		wantErr       bool
+		wantPermanent bool
+	}{
+		{"404 without body", 404, ``, false, false},
+		{"503 plain text", 503, `upstream unavailable`, true, false},
+		{"401 plain text", 401, `unauthorized`, true, true},
+	}
+	for _, tt := range tests {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(tt.status)
+			io.WriteString(w, tt.body)
+		}))
+		err := New(srv.URL, testKey, testSecret, 5*time.Second).DeleteRoom(context.Background(), "room-42")
+		srv.Close()
+		if gotErr := err != nil; gotErr != tt.wantErr {
+			t.Errorf("%s: got %v, want error %v", tt.name, err, tt.wantErr)
+		}
+		if got := errors.Is(err, ErrPermanent); got != tt.wantPermanent {
+			t.Errorf("%s: errors.Is(%v, ErrPermanent): got %v, want %v", tt.name, err, got, tt.wantPermanent)
+		}
+	}
+}
+
 func TestDeleteRoomWrongSecretIsPermanent(t *testing.T) {
 	t.Parallel()
-	// A server with another secret: its own verification fails and answers 401.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if _, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return []byte("other-secret"), nil },
-			jwt.WithValidMethods([]string{"HS256"})); err == nil {
-			t.Errorf("token verified with the wrong secret")
-		}
-		w.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(w, `{"code":"unauthenticated","msg":"invalid token"}`)
-	}))
-	defer srv.Close()
-	err := New(srv.URL, testKey, testSecret, 5*time.Second).DeleteRoom(context.Background(), "r")
+	// A server with another secret: its verification fails and it answers 401.
+	fake := livekittest.New(t, testKey, "another-secret-of-the-same-livekit-server")
+	fake.AddRoom("r")
+	err := New(fake.URL, testKey, testSecret, 5*time.Second).DeleteRoom(context.Background(), "r")
 	if !errors.Is(err, ErrPermanent) {
 		t.Errorf("got %v, want a permanent error", err)
 	}
 	if !strings.Contains(err.Error(), "unauthenticated") {
 		t.Errorf("error %q: want it to name the Twirp code", err)
+	}
+	if n := fake.Refused(); n != 1 {
+		t.Errorf("refused: got %d requests, want 1", n)
+	}
+}
+
+func TestDeleteRoomWrongKeyIsPermanent(t *testing.T) {
+	t.Parallel()
+	fake := livekittest.New(t, "another-key", testSecret)
+	fake.AddRoom("r")
+	if err := New(fake.URL, testKey, testSecret, 5*time.Second).DeleteRoom(context.Background(), "r"); !errors.Is(err, ErrPermanent) {
+		t.Errorf("got %v, want a permanent error", err)
 	}
 }
 
@@ -164,10 +138,11 @@ func TestDeleteRoomTemporaryFailures(t *testing.T) {
 	t.Parallel()
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
-		f, srv := newFake(t, 200, `{}`)
-		f.delay = 5 * time.Second
+		fake := livekittest.New(t, testKey, testSecret)
+		fake.AddRoom("r")
+		fake.SetDelay("", 5*time.Second)
 		start := time.Now()
-		err := New(srv.URL, testKey, testSecret, 200*time.Millisecond).DeleteRoom(context.Background(), "r")
+		err := New(fake.URL, testKey, testSecret, 200*time.Millisecond).DeleteRoom(context.Background(), "r")
 		if err == nil || errors.Is(err, ErrPermanent) {
 			t.Errorf("got %v, want a temporary error", err)
 		}
@@ -189,21 +164,25 @@ func TestDeleteRoomTemporaryFailures(t *testing.T) {
 
 func TestDeleteRoomBadInput(t *testing.T) {
 	t.Parallel()
-	_, srv := newFake(t, 200, `{}`)
+	fake := livekittest.New(t, testKey, testSecret)
+	fake.AllowUnknownRooms()
 	tests := []struct {
 		name string
 		c    *Client
 		room string
 	}{
-		{"empty room", New(srv.URL, testKey, testSecret, time.Second), ""},
-		{"no key", New(srv.URL, "", testSecret, time.Second), "r"},
-		{"no secret", New(srv.URL, testKey, "", time.Second), "r"},
+		{"empty room", New(fake.URL, testKey, testSecret, time.Second), ""},
+		{"no key", New(fake.URL, "", testSecret, time.Second), "r"},
+		{"no secret", New(fake.URL, testKey, "", time.Second), "r"},
 		{"bad URL", New("http://bad host", testKey, testSecret, time.Second), "r"},
 	}
 	for _, tt := range tests {
 		if err := tt.c.DeleteRoom(context.Background(), tt.room); !errors.Is(err, ErrPermanent) {
 			t.Errorf("%s: got %v, want a permanent error", tt.name, err)
 		}
+	}
+	if n := len(fake.Requests()); n != 0 {
+		t.Errorf("LiveKit got %d requests, want none", n)
 	}
 }
 
@@ -224,12 +203,13 @@ func TestNewURLSchemes(t *testing.T) {
 
 func TestDeleteRoomViaWebSocketURL(t *testing.T) {
 	t.Parallel()
-	f, srv := newFake(t, 200, `{}`)
-	ws := "ws://" + strings.TrimPrefix(srv.URL, "http://")
+	fake := livekittest.New(t, testKey, testSecret)
+	fake.AddRoom("room-ws")
+	ws := "ws://" + strings.TrimPrefix(fake.URL, "http://")
 	if err := New(ws, testKey, testSecret, 5*time.Second).DeleteRoom(context.Background(), "room-ws"); err != nil {
 		t.Fatalf("DeleteRoom: %v", err)
 	}
-	if got := <-f.rooms; got != "room-ws" {
-		t.Errorf("room: got %q, want %q", got, "room-ws")
+	if got := fake.Count("room-ws"); got != 1 {
+		t.Errorf("requests for room-ws: got %d, want 1", got)
 	}
 }
