@@ -8,6 +8,7 @@ import (
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/analysis"
 	"github.com/endcall/endcall/jobs"
+	"github.com/endcall/endcall/webhook/webhooktest"
 )
 
 // TestDeliveryBodiesAreFixedWhenOwed checks that the end stores each
@@ -18,9 +19,8 @@ import (
 func TestDeliveryBodiesAreFixedWhenOwed(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t, func(o *pipelineOptions) { o.noWorker = true })
-	rc := newReceiver(t, nil)
-	p.subscribe(rc.srv.URL)
-	p.subscribe(rc.srv.URL+"/ended-only", endcall.EventCallEnded)
+	p.subscribe(webhooktest.New(t))
+	p.subscribe(webhooktest.New(t), endcall.EventCallEnded)
 	answered := p.endCall(happyTranscript)
 
 	var stored endcall.Call

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/webhook/webhooktest"
 )
 
 // bulkCalls registers n in-progress calls of campaign with Twilio call SIDs
@@ -84,8 +85,8 @@ func TestBulkEndCampaign(t *testing.T) {
 		}
 	}
 	p.startWorker()
-	rc := newReceiver(t, nil)
-	p.subscribe(rc.srv.URL, endcall.EventCallEnded)
+	rc := webhooktest.New(t)
+	p.subscribe(rc, endcall.EventCallEnded)
 	cs := p.bulkCalls(300, "spring")
 	other := p.bulkCalls(5, "autumn")
 
@@ -121,7 +122,7 @@ func TestBulkEndCampaign(t *testing.T) {
 			WHERE event = 'call.ended' AND status = 'succeeded'`).Scan(&n)
 		return n == 300
 	})
-	if got := len(rc.byType(endcall.EventCallEnded)); got < 300 {
+	if got := len(rc.ByType(endcall.EventCallEnded)); got < 300 {
 		t.Errorf("receiver got %d call.ended, want 300", got)
 	}
 }

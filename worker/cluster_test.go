@@ -30,6 +30,7 @@ import (
 	"github.com/endcall/endcall/twilio"
 	"github.com/endcall/endcall/twilio/twiliotest"
 	"github.com/endcall/endcall/webhook"
+	"github.com/endcall/endcall/webhook/webhooktest"
 	"github.com/endcall/endcall/worker"
 )
 
@@ -175,9 +176,13 @@ func TestRedisCluster(t *testing.T) {
 		}
 		return res.StatusCode
 	}
-	rc := newReceiver(t, nil)
-	if code := call("POST", "/v1/webhooks", map[string]any{"url": rc.srv.URL}, nil); code != 201 {
+	rc := webhooktest.New(t)
+	var ep struct{ Secret string }
+	if code := call("POST", "/v1/webhooks", map[string]any{"url": rc.URL}, &ep); code != 201 {
 		t.Fatalf("subscribe: %d", code)
+	}
+	if err := rc.SetSecret(ep.Secret); err != nil {
+		t.Fatal(err)
 	}
 
 	// An end through the API.
@@ -201,9 +206,9 @@ func TestRedisCluster(t *testing.T) {
 	}
 
 	waitFor(t, 30*time.Second, "call.ended and call.analyzed of the API end, and call.ended of the overdue call", func() bool {
-		return len(rc.byType("call.ended")) == 2 && len(rc.byType("call.analyzed")) == 2
+		return len(rc.ByType("call.ended")) == 2 && len(rc.ByType("call.analyzed")) == 2
 	})
-	got := endedCallIDs(t, rc)
+	got := endedCallIDs(rc)
 	if got[c.ID] != 1 || got[overdue.ID] != 1 {
 		t.Errorf("call.ended webhooks by call: %v, want one for %s and one for %s", got, c.ID, overdue.ID)
 	}

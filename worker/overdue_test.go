@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"github.com/endcall/endcall/twilio"
 	"github.com/endcall/endcall/twilio/twiliotest"
 	"github.com/endcall/endcall/webhook"
+	"github.com/endcall/endcall/webhook/webhooktest"
 	"github.com/endcall/endcall/worker"
 )
 
@@ -36,7 +36,7 @@ type overdueEnv struct {
 	token    string
 	ws       string
 	phoneID  string
-	receiver *receiver
+	receiver *webhooktest.Server
 	log      *slog.Logger
 	runs     *taskRuns
 }
@@ -44,7 +44,7 @@ type overdueEnv struct {
 func setupOverdue(t *testing.T) *overdueEnv {
 	t.Helper()
 	e := &overdueEnv{dbURL: testenv.DatabaseURL(t), twilio: twiliotest.New(t), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		runs: &taskRuns{n: map[string]int{}}, receiver: newReceiver(t, nil)}
+		runs: &taskRuns{n: map[string]int{}}, receiver: webhooktest.New(t)}
 	var err error
 	if e.redis, err = asynq.ParseRedisURI(testenv.Redis(t)); err != nil {
 		t.Fatal(err)
@@ -60,8 +60,11 @@ func setupOverdue(t *testing.T) *overdueEnv {
 		t.Fatal(err)
 	}
 	e.phoneID = phone.ID
-	if _, err := e.store.CreateEndpoint(ctx, e.ws, e.receiver.srv.URL, []string{endcall.EventCallEnded}, nil, nil,
-		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"); err != nil {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	if _, err := e.store.CreateEndpoint(ctx, e.ws, e.receiver.URL, []string{endcall.EventCallEnded}, nil, nil, secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.receiver.SetSecret(secret); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -162,17 +165,10 @@ func (r *taskRuns) snapshot() map[string]int {
 }
 
 // endedCallIDs returns the call IDs of the call.ended webhooks received.
-func endedCallIDs(t *testing.T, rc *receiver) map[string]int {
-	t.Helper()
+func endedCallIDs(rc *webhooktest.Server) map[string]int {
 	ids := map[string]int{}
-	for _, r := range rc.byType(endcall.EventCallEnded) {
-		var body struct {
-			Data endcall.Call `json:"data"`
-		}
-		if err := json.Unmarshal(r.body, &body); err != nil {
-			t.Fatal(err)
-		}
-		ids[body.Data.ID]++
+	for _, d := range rc.ByType(endcall.EventCallEnded) {
+		ids[d.CallID]++
 	}
 	return ids
 }
@@ -204,8 +200,8 @@ func TestOverdueCallsAreEndedThroughTheEndPath(t *testing.T) {
 	}
 	e.startProcess(t, time.Second)
 
-	waitFor(t, 20*time.Second, "a call.ended webhook for each overdue call", func() bool { return len(endedCallIDs(t, e.receiver)) == 3 })
-	got := endedCallIDs(t, e.receiver)
+	waitFor(t, 20*time.Second, "a call.ended webhook for each overdue call", func() bool { return len(endedCallIDs(e.receiver)) == 3 })
+	got := endedCallIDs(e.receiver)
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			call := e.get(t, ids[i])
@@ -250,7 +246,7 @@ func TestOverdueScanWithTwoWorkers(t *testing.T) {
 	e.startProcess(t, time.Second)
 	e.startProcess(t, time.Second)
 
-	waitFor(t, 30*time.Second, "a call.ended webhook for every call", func() bool { return len(endedCallIDs(t, e.receiver)) == n })
+	waitFor(t, 30*time.Second, "a call.ended webhook for every call", func() bool { return len(endedCallIDs(e.receiver)) == n })
 	// Let a few more slots pass, each raced by both schedulers.
 	first := len(e.runs.snapshot())
 	waitFor(t, 20*time.Second, "three more scan slots", func() bool { return len(e.runs.snapshot()) >= first+3 })
@@ -263,7 +259,7 @@ func TestOverdueScanWithTwoWorkers(t *testing.T) {
 			t.Errorf("call %s: ended_at %v, reason %v; want ended as overdue", ids[i], c.EndedAt, c.DisconnectReason)
 		}
 	}
-	for id, count := range endedCallIDs(t, e.receiver) {
+	for id, count := range endedCallIDs(e.receiver) {
 		if count != 1 {
 			t.Errorf("call %s: %d call.ended webhooks, want 1", id, count)
 		}

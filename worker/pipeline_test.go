@@ -8,15 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/analysis"
@@ -25,11 +22,13 @@ import (
 	"github.com/endcall/endcall/internal/testenv"
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/livekit"
+	"github.com/endcall/endcall/livekit/livekittest"
 	"github.com/endcall/endcall/postgres"
 	"github.com/endcall/endcall/semaphore"
 	"github.com/endcall/endcall/twilio"
 	"github.com/endcall/endcall/twilio/twiliotest"
 	"github.com/endcall/endcall/webhook"
+	"github.com/endcall/endcall/webhook/webhooktest"
 	"github.com/endcall/endcall/worker"
 )
 
@@ -59,7 +58,7 @@ type pipeline struct {
 	twilio   *twiliotest.Server
 	account  string
 	calls    *calls.Service
-	rooms    *fakeLiveKit
+	rooms    *livekittest.Server
 	redis    asynq.RedisConnOpt
 	enq      *jobs.Enqueuer
 	opts     pipelineOptions
@@ -82,8 +81,10 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	p := &pipeline{t: t, store: postgres.NewStore(pool, nil), pool: pool, twilio: twiliotest.New(t), rooms: newFakeLiveKit(t), opts: o,
+	p := &pipeline{t: t, store: postgres.NewStore(pool, nil), pool: pool, twilio: twiliotest.New(t), rooms: livekittest.New(t, "lk-key", "lk-secret-0123456789"), opts: o,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// The calls' rooms are never created in LiveKit: each exists until deleted.
+	p.rooms.AllowUnknownRooms()
 	if o.redisURL == "" {
 		o.redisURL = testenv.Redis(t)
 	}
@@ -132,7 +133,7 @@ func (p *pipeline) newWorker() *worker.Worker {
 		shutdown = 5 * time.Second
 	}
 	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: shutdown, Log: p.log})
-	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
+	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
 	var an analysis.Analyzer = analysis.Builtin{}
 	if p.opts.analyzer != nil {
 		an = p.opts.analyzer
@@ -198,8 +199,15 @@ func (p *pipeline) do(method, path string, body any, data any) int {
 	return res.StatusCode
 }
 
-// subscribe registers an endpoint for url and returns its ID and secret.
-func (p *pipeline) subscribe(url string, events ...string) (id, secret string) {
+// subscribe registers rc as an endpoint, gives rc its secret, and returns
+// the endpoint's ID and secret.
+func (p *pipeline) subscribe(rc *webhooktest.Server, events ...string) (id, secret string) {
+	p.t.Helper()
+	return p.subscribeAt(rc, rc.URL, events...)
+}
+
+// subscribeAt is subscribe with the endpoint at url, a URL of rc.
+func (p *pipeline) subscribeAt(rc *webhooktest.Server, url string, events ...string) (id, secret string) {
 	p.t.Helper()
 	body := map[string]any{"url": url}
 	if len(events) > 0 {
@@ -211,6 +219,9 @@ func (p *pipeline) subscribe(url string, events ...string) (id, secret string) {
 	}
 	if code := p.do("POST", "/v1/webhooks", body, &e); code != 201 {
 		p.t.Fatalf("subscribe: %d", code)
+	}
+	if err := rc.SetSecret(e.Secret); err != nil {
+		p.t.Fatal(err)
 	}
 	return e.ID, e.Secret
 }
@@ -243,104 +254,6 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// received is one request a receiver got.
-type received struct {
-	at     time.Time
-	header http.Header
-	body   []byte
-}
-
-// receiver is a webhook receiver whose answers the test scripts.
-type receiver struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	got    []received
-	answer func(n int, w http.ResponseWriter) // n counts from 0
-}
-
-func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter)) *receiver {
-	rc := &receiver{answer: answer}
-	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rc.mu.Lock()
-		n := len(rc.got)
-		rc.got = append(rc.got, received{at: time.Now(), header: r.Header.Clone(), body: body})
-		rc.mu.Unlock()
-		if rc.answer == nil {
-			w.WriteHeader(204)
-			return
-		}
-		rc.answer(n, w)
-	}))
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-func (rc *receiver) requests() []received {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return append([]received(nil), rc.got...)
-}
-
-// byType returns the requests whose body is of the event type.
-func (rc *receiver) byType(typ string) []received {
-	var out []received
-	for _, r := range rc.requests() {
-		if bytes.Contains(r.body, []byte(`"type":"`+typ+`"`)) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// verify checks a request's signature with the official library.
-func verify(t *testing.T, secret string, r received) {
-	t.Helper()
-	wh, err := standardwebhooks.NewWebhook(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wh.Verify(r.body, r.header); err != nil {
-		t.Errorf("signature does not verify: %v (headers %v)", err, r.header)
-	}
-}
-
-// fakeLiveKit is LiveKit's RoomService on the wire: it checks the bearer
-// JWT and records deleted rooms.
-type fakeLiveKit struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	rooms []string
-}
-
-func newFakeLiveKit(t *testing.T) *fakeLiveKit {
-	f := &fakeLiveKit{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/twirp/livekit.RoomService/DeleteRoom" || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ey") {
-			w.WriteHeader(401)
-			io.WriteString(w, `{"code":"unauthenticated","msg":"bad token"}`)
-			return
-		}
-		var req struct {
-			Room string `json:"room"`
-		}
-		json.NewDecoder(r.Body).Decode(&req)
-		f.mu.Lock()
-		f.rooms = append(f.rooms, req.Room)
-		f.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{}`)
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeLiveKit) deleted() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.rooms...)
-}
-
 // deliveries lists an endpoint's deliveries through the API.
 func (p *pipeline) deliveries(endpointID string) []endcall.Delivery {
 	p.t.Helper()
@@ -355,10 +268,6 @@ var happyTranscript = []map[string]any{
 	{"role": "agent", "content": "Hello! How can I help you today?", "start_ms": 0, "end_ms": 2000},
 	{"role": "user", "content": "This is wonderful, thank you so much, you solved my problem!", "start_ms": 2500, "end_ms": 6000},
 	{"role": "agent", "content": "Glad to help. Have a great day!", "start_ms": 6400, "end_ms": 8000},
-}
-
-func newVerifier(secret string) (*standardwebhooks.Webhook, error) {
-	return standardwebhooks.NewWebhook(secret)
 }
 
 // sweeper returns a sweeper over the pipeline's store and queue with no

@@ -10,6 +10,7 @@ import (
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/analysis"
 	"github.com/endcall/endcall/analysis/llmtest"
+	"github.com/endcall/endcall/webhook/webhooktest"
 )
 
 // analyzedBody is what a call.analyzed delivery says of the analysis.
@@ -29,8 +30,8 @@ func TestPlanFieldsReachCallAnalyzedAndReanalysisDeliversAgain(t *testing.T) {
 	llm := llmtest.New(t, llmtest.Reply{Content: answer, PromptTokens: 50, CompletionTokens: 10, Delay: 300 * time.Millisecond})
 	an := &analysis.LLM{BaseURL: llm.URL, Model: "m", Timeout: 5 * time.Second}
 	p := setupPipeline(t, func(o *pipelineOptions) { o.analyzer = analysis.Fallback{Primary: an, Secondary: analysis.Builtin{}} })
-	rc := newReceiver(t, nil)
-	p.subscribe(rc.srv.URL)
+	rc := webhooktest.New(t)
+	p.subscribe(rc)
 
 	var plan endcall.AnalysisPlan
 	if code := p.do("POST", "/v1/analysis-plans", map[string]any{"name": "default", "fields": []map[string]any{
@@ -41,16 +42,16 @@ func TestPlanFieldsReachCallAnalyzedAndReanalysisDeliversAgain(t *testing.T) {
 	}
 
 	c := p.endCall(happyTranscript)
-	waitFor(t, 15*time.Second, "the first call.analyzed", func() bool { return len(rc.byType("call.analyzed")) == 1 })
+	waitFor(t, 15*time.Second, "the first call.analyzed", func() bool { return len(rc.ByType("call.analyzed")) == 1 })
 	var first analyzedBody
-	if err := json.Unmarshal(rc.byType("call.analyzed")[0].body, &first); err != nil {
+	if err := json.Unmarshal(rc.ByType("call.analyzed")[0].Body, &first); err != nil {
 		t.Fatal(err)
 	}
 	a := first.Data.Analysis
 	if a.Analyzer != "llm" || a.Version != 1 || a.PlanID == nil || *a.PlanID != plan.ID || *a.PlanVersion != 1 ||
 		string(a.Fields["resolved"]) != "true" || string(a.Fields["topic"]) != "null" ||
 		a.Success == nil || a.Success.Passed == nil || !*a.Success.Passed || a.Usage == nil || a.Usage.PromptTokens != 50 {
-		t.Errorf("first call.analyzed analysis: %s", rc.byType("call.analyzed")[0].body)
+		t.Errorf("first call.analyzed analysis: %s", rc.ByType("call.analyzed")[0].Body)
 	}
 
 	// Concurrent requests make one run.
@@ -65,16 +66,16 @@ func TestPlanFieldsReachCallAnalyzedAndReanalysisDeliversAgain(t *testing.T) {
 			t.Errorf("re-analysis request %d: %d, want 202", i, code)
 		}
 	}
-	waitFor(t, 15*time.Second, "the second call.analyzed", func() bool { return len(rc.byType("call.analyzed")) == 2 })
+	waitFor(t, 15*time.Second, "the second call.analyzed", func() bool { return len(rc.ByType("call.analyzed")) == 2 })
 	var second analyzedBody
-	body := rc.byType("call.analyzed")[1]
-	if err := json.Unmarshal(body.body, &second); err != nil {
+	body := rc.ByType("call.analyzed")[1]
+	if err := json.Unmarshal(body.Body, &second); err != nil {
 		t.Fatal(err)
 	}
 	if second.Data.Analysis.Version != 2 || string(second.Data.Analysis.Fields["resolved"]) != "true" {
-		t.Errorf("second call.analyzed analysis: %s", body.body)
+		t.Errorf("second call.analyzed analysis: %s", body.Body)
 	}
-	if rc.byType("call.analyzed")[0].header.Get("webhook-id") == body.header.Get("webhook-id") {
+	if rc.ByType("call.analyzed")[0].Header.Get("webhook-id") == body.Header.Get("webhook-id") {
 		t.Errorf("the re-analysis was delivered with the first delivery's webhook-id")
 	}
 	// Settled: one more run, no more deliveries.
@@ -86,7 +87,7 @@ func TestPlanFieldsReachCallAnalyzedAndReanalysisDeliversAgain(t *testing.T) {
 	if n := len(llm.Requests()); n != 2 {
 		t.Errorf("LLM requests: got %d, want 2 (one a run)", n)
 	}
-	if n := len(rc.byType("call.analyzed")); n != 2 {
+	if n := len(rc.ByType("call.analyzed")); n != 2 {
 		t.Errorf("call.analyzed deliveries: got %d, want 2", n)
 	}
 	var stored endcall.Call

@@ -42,7 +42,7 @@ func TestRoomHeldByAnotherActiveCallIsNotDeleted(t *testing.T) {
 	if got := roomStatus(first.ID); got != endcall.RoomSkipped {
 		t.Errorf("first call: room_status %q, want %q", got, endcall.RoomSkipped)
 	}
-	if got := p.rooms.deleted(); len(got) != 0 {
+	if got := p.rooms.Deleted(); len(got) != 0 {
 		t.Fatalf("LiveKit DeleteRoom sent for %v while another active call holds the room", got)
 	}
 
@@ -50,7 +50,7 @@ func TestRoomHeldByAnotherActiveCallIsNotDeleted(t *testing.T) {
 		t.Fatalf("end second call: %d", code)
 	}
 	waitFor(t, 10*time.Second, "the second call's room deleted", func() bool { return roomStatus(second.ID) == endcall.RoomDeleted })
-	if got := p.rooms.deleted(); !slices.Equal(got, []string{room}) {
+	if got := p.rooms.Deleted(); !slices.Equal(got, []string{room}) {
 		t.Errorf("rooms deleted: got %v, want [%s]", got, room)
 	}
 }

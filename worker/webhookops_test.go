@@ -3,14 +3,13 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/jobs"
+	"github.com/endcall/endcall/webhook/webhooktest"
 )
 
 // The first call.ended attempt fails and is retried a second later; the
@@ -18,24 +17,12 @@ import (
 func TestCallAnalyzedWaitsForCallEnded(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t)
-	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
-		if n == 0 {
-			w.WriteHeader(500)
-			return
-		}
-		w.WriteHeader(204)
-	})
-	p.subscribe(rc.srv.URL)
-	p.endCall(happyTranscript)
-	waitFor(t, 15*time.Second, "both events", func() bool { return len(rc.byType("call.analyzed")) == 1 })
-	got := rc.requests()
-	var order []string
-	for _, r := range got {
-		var ev struct{ Type string }
-		json.Unmarshal(r.body, &ev)
-		order = append(order, ev.Type)
-	}
-	if want := []string{"call.ended", "call.ended", "call.analyzed"}; !slices.Equal(order, want) {
+	rc := webhooktest.New(t)
+	rc.FailFirst(1, 500)
+	p.subscribe(rc)
+	c := p.endCall(happyTranscript)
+	waitFor(t, 15*time.Second, "both events", func() bool { return len(rc.ByType("call.analyzed")) == 1 })
+	if order, want := rc.Events(c.ID), []string{"call.ended", "call.ended", "call.analyzed"}; !slices.Equal(order, want) {
 		t.Fatalf("order: got %v, want %v", order, want)
 	}
 }
@@ -51,27 +38,28 @@ func TestRateLimitHoldsAcrossTwoWorkers(t *testing.T) {
 	go func() { done <- second.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	rc := newReceiver(t, nil)
-	var e struct{ ID string }
-	if code := p.do("POST", "/v1/webhooks", map[string]any{"url": rc.srv.URL, "events": []string{"call.ended"}, "rate_limit": 5}, &e); code != 201 {
+	rc := webhooktest.New(t)
+	var e struct{ ID, Secret string }
+	if code := p.do("POST", "/v1/webhooks", map[string]any{"url": rc.URL, "events": []string{"call.ended"}, "rate_limit": 5}, &e); code != 201 {
 		t.Fatalf("subscribe: %d", code)
 	}
+	rc.SetSecret(e.Secret)
 	const calls = 15
 	for range calls {
 		p.endCall(nil)
 	}
-	waitFor(t, 20*time.Second, "every delivery", func() bool { return len(rc.requests()) == calls })
-	got := rc.requests()
+	waitFor(t, 20*time.Second, "every delivery", func() bool { return len(rc.Deliveries()) == calls })
+	got := rc.Deliveries()
 	for i := range got {
 		// Any 6 consecutive requests span at least a second (5 a second,
 		// with a little slack for the network).
 		if i+5 < len(got) {
-			if span := got[i+5].at.Sub(got[i].at); span < 950*time.Millisecond {
+			if span := got[i+5].Time.Sub(got[i].Time); span < 950*time.Millisecond {
 				t.Errorf("requests %d..%d came within %v: faster than 5 a second", i, i+5, span)
 			}
 		}
 	}
-	if total := got[len(got)-1].at.Sub(got[0].at); total > 4*time.Second {
+	if total := got[len(got)-1].Time.Sub(got[0].Time); total > 4*time.Second {
 		t.Errorf("%d requests took %v: slower than the limit allows", calls, total)
 	}
 	for _, d := range p.deliveries(e.ID) {
@@ -98,11 +86,9 @@ func TestFailingEndpointIsDisabledAndReEnabled(t *testing.T) {
 		o.schedule = []time.Duration{time.Second, time.Second, time.Second, time.Second, time.Second}
 		o.disableAfter = 1500 * time.Millisecond
 	})
-	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
-		w.WriteHeader(401)
-		fmt.Fprint(w, `{"error":"bad signature"}`)
-	})
-	id, _ := p.subscribe(rc.srv.URL, "call.ended")
+	rc := webhooktest.New(t)
+	rc.Script(webhooktest.Reply{Status: 401, Body: `{"error":"bad signature"}`})
+	id, _ := p.subscribe(rc, "call.ended")
 	p.endCall(nil)
 	var e endpointView
 	waitFor(t, 15*time.Second, "the endpoint to be disabled", func() bool {
@@ -123,10 +109,10 @@ func TestFailingEndpointIsDisabledAndReEnabled(t *testing.T) {
 	if a.ResponseBody == nil || *a.ResponseBody != `{"error":"bad signature"}` {
 		t.Errorf("response_body: got %v", a.ResponseBody)
 	}
-	n := len(rc.requests())
+	n := len(rc.Deliveries())
 	p.endCall(nil)
 	time.Sleep(time.Second)
-	if len(rc.requests()) != n {
+	if len(rc.Deliveries()) != n {
 		t.Errorf("a disabled endpoint got a new delivery")
 	}
 	if code := p.do("PATCH", "/v1/webhooks/"+id, map[string]any{"enabled": true, "rate_limit": 7}, &e); code != 200 {
@@ -143,22 +129,21 @@ func TestFailingEndpointIsDisabledAndReEnabled(t *testing.T) {
 func TestTestEventAndReplay(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t)
-	rc := newReceiver(t, nil)
-	id, secret := p.subscribe(rc.srv.URL)
+	rc := webhooktest.New(t)
+	id, _ := p.subscribe(rc)
 	var d endcall.Delivery
 	if code := p.do("POST", "/v1/webhooks/"+id+"/test", map[string]any{"type": "call.analyzed"}, &d); code != 202 {
 		t.Fatalf("test: %d", code)
 	}
-	waitFor(t, 10*time.Second, "the test event", func() bool { return len(rc.requests()) == 1 })
-	r := rc.requests()[0]
-	verify(t, secret, r)
+	waitFor(t, 10*time.Second, "the test event", func() bool { return len(rc.Deliveries()) == 1 })
+	r := rc.Deliveries()[0]
 	var ev struct {
 		Type string
 		Data endcall.Call
 	}
-	json.Unmarshal(r.body, &ev)
-	if ev.Type != "call.analyzed" || !ev.Data.IsTest || ev.Data.Analysis == nil || r.header.Get("webhook-id") != d.ID {
-		t.Errorf("test event: %s (webhook-id %s, delivery %s)", r.body, r.header.Get("webhook-id"), d.ID)
+	json.Unmarshal(r.Body, &ev)
+	if ev.Type != "call.analyzed" || !ev.Data.IsTest || ev.Data.Analysis == nil || r.Header.Get("webhook-id") != d.ID {
+		t.Errorf("test event: %s (webhook-id %s, delivery %s)", r.Body, r.Header.Get("webhook-id"), d.ID)
 	}
 	waitFor(t, 5*time.Second, "the test delivery to be logged", func() bool {
 		ds := p.deliveries(id)
@@ -166,7 +151,7 @@ func TestTestEventAndReplay(t *testing.T) {
 	})
 
 	p.endCall(happyTranscript)
-	waitFor(t, 10*time.Second, "the call's events", func() bool { return len(rc.requests()) == 3 })
+	waitFor(t, 10*time.Second, "the call's events", func() bool { return len(rc.Deliveries()) == 3 })
 	ids := map[string]bool{}
 	for _, d := range p.deliveries(id) {
 		ids[d.ID] = true
@@ -179,12 +164,11 @@ func TestTestEventAndReplay(t *testing.T) {
 	if code := p.do("POST", "/v1/webhooks/"+id+"/replay", map[string]any{"since": since, "status": "all"}, &replay); code != 202 || replay.Count != 3 {
 		t.Fatalf("replay of all: %d %+v", code, replay)
 	}
-	waitFor(t, 10*time.Second, "the replayed deliveries", func() bool { return len(rc.requests()) == 6 })
-	for _, r := range rc.requests()[3:] {
-		if !ids[r.header.Get("webhook-id")] {
-			t.Errorf("replayed webhook-id %s is not one of the deliveries", r.header.Get("webhook-id"))
+	waitFor(t, 10*time.Second, "the replayed deliveries", func() bool { return len(rc.Deliveries()) == 6 })
+	for _, r := range rc.Deliveries()[3:] {
+		if !ids[r.Header.Get("webhook-id")] {
+			t.Errorf("replayed webhook-id %s is not one of the deliveries", r.Header.Get("webhook-id"))
 		}
-		verify(t, secret, r)
 	}
 }
 
@@ -193,8 +177,8 @@ func TestTestEventAndReplay(t *testing.T) {
 func TestRetentionDeletesOldFinishedDeliveries(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t, func(o *pipelineOptions) { o.noWorker = true })
-	rc := newReceiver(t, nil)
-	id, _ := p.subscribe(rc.srv.URL, "call.ended")
+	rc := webhooktest.New(t)
+	id, _ := p.subscribe(rc, "call.ended")
 	for range 7 {
 		p.endCall(nil)
 	}
