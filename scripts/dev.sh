@@ -118,8 +118,10 @@ webhook_secret=$(json_str secret <<<"$endpoint")
 endpoint_id=$(json_str id <<<"$endpoint")
 # A second endpoint that always fails: with the short retry schedule above,
 # its deliveries are failed (and their tasks archived) within a minute.
-failing_id=$(api POST /v1/webhooks "{\"url\":\"$peer/failing\",\"description\":\"make dev: always fails\"}" | json_str id)
-WEBHOOK_SECRET=$webhook_secret LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=$livekit_secret \
+failing=$(api POST /v1/webhooks "{\"url\":\"$peer/failing\",\"description\":\"make dev: always fails\"}")
+failing_id=$(json_str id <<<"$failing")
+WEBHOOK_SECRET=$webhook_secret WEBHOOK_FAILING_SECRET=$(json_str secret <<<"$failing") \
+	LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=$livekit_secret \
 	"$peer_dir/devpeer" -addr "127.0.0.1:$peer_port" &
 peer_pid=$!
 
