@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/endcall/endcall/internal/testenv"
 	"github.com/endcall/endcall/twilio/twiliotest"
+	"github.com/endcall/endcall/webhook/webhooktest"
 )
 
 // buildBinary compiles this command into the test's temporary directory,
@@ -95,11 +95,8 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 		return nil
 	})
 	hookGate := newGate()
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hookGate.hold()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer receiver.Close()
+	receiver := webhooktest.New(t)
+	receiver.Before(func(webhooktest.Delivery) { hookGate.hold() })
 	defer hookGate.release()
 	defer twilioGate.release()
 
@@ -198,6 +195,8 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	}
 	if code, env := api("POST", "/v1/webhooks", map[string]any{"url": receiver.URL, "events": []string{"call.ended"}}); code != 201 {
 		t.Fatalf("subscribe: %d %v", code, env)
+	} else if err := receiver.SetSecret(env["data"].(map[string]any)["secret"].(string)); err != nil {
+		t.Fatal(err)
 	}
 
 	// A task in flight: the call.ended webhook of a first call, held by its

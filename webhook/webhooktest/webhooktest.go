@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -92,7 +91,6 @@ type Server struct {
 	attempts   map[string]int // webhook-id -> requests
 	count      int
 	rejected   int
-	conns      int
 }
 
 // New serves a fake receiver on 127.0.0.1 until the test ends. Deliveries
@@ -101,15 +99,7 @@ func New(t testing.TB) *Server {
 	t.Helper()
 	s := NewHandler()
 	s.report = t.Errorf
-	srv := httptest.NewUnstartedServer(s)
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			s.mu.Lock()
-			s.conns++
-			s.mu.Unlock()
-		}
-	}
-	srv.Start()
+	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
@@ -212,14 +202,6 @@ func (s *Server) Rejected() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.rejected
-}
-
-// Connections returns how many TCP connections clients have opened to a
-// Server from New.
-func (s *Server) Connections() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.conns
 }
 
 // ServeHTTP verifies, records and answers one delivery.
