@@ -64,7 +64,11 @@ type Server struct {
 
 	mu       sync.Mutex
 	replies  []Reply
+	keep     bool
 	requests []Request
+	count    int
+	inFlight int
+	most     int
 }
 
 // New starts a fake answering with replies (at least one) until the test
@@ -74,7 +78,7 @@ func New(t testing.TB, replies ...Reply) *Server {
 	if len(replies) == 0 {
 		t.Fatal("llmtest.New: no replies")
 	}
-	s := &Server{replies: replies, Model: "fake-model"}
+	s := &Server{replies: replies, Model: "fake-model", keep: true}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL + "/v1"
@@ -88,15 +92,50 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
+// CountOnly stops the fake from keeping requests, so that its memory stays
+// bounded over a long run: Requests returns nothing, Count and MaxInFlight
+// still work.
+func (s *Server) CountOnly() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keep = false
+	s.requests = nil
+}
+
+// Count returns how many requests the fake received.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
+}
+
+// MaxInFlight returns the most requests that were being answered at once,
+// delays included.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.most
+}
+
 // ServeHTTP answers POST /v1/chat/completions; anything else is a 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
 	req := Request{Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type")}
 	json.Unmarshal(raw, &req) // a malformed body shows as empty fields
 	s.mu.Lock()
-	s.requests = append(s.requests, req)
-	rp := s.replies[min(len(s.requests), len(s.replies))-1]
+	if s.keep {
+		s.requests = append(s.requests, req)
+	}
+	s.count++
+	rp := s.replies[min(s.count, len(s.replies))-1]
+	s.inFlight++
+	s.most = max(s.most, s.inFlight)
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
 	if r.Method != http.MethodPost || r.URL.Path != "/v1/chat/completions" {
 		http.Error(w, `{"error":{"message":"not found"}}`, http.StatusNotFound)
 		return

@@ -5,7 +5,7 @@
 // It builds endcall, runs `endcall all` as a subprocess against the
 // Postgres and Redis named by DATABASE_URL and REDIS_URL (throwaway
 // servers: it migrates, seeds and writes freely), with Twilio (the
-// repository's twiliotest), LiveKit, two webhook receivers and an LLM faked
+// repository's wire fakes: twiliotest, livekittest, webhooktest and llmtest)
 // in this process on 127.0.0.1, and measures:
 //
 //	(a) POST /v1/calls/end by 32 keep-alive clients, alternating over 3
@@ -46,6 +46,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/endcall/endcall/livekit/livekittest"
 )
 
 // options are the bench's flags.
@@ -214,8 +216,9 @@ type env struct {
 	bin      string
 	tmp      string
 	calls    *tracker
+	fakes    *benchTB
 	twilio   *fakeTwilio
-	livekit  *fakeLiveKit
+	livekit  *livekittest.Server
 	receiver *receiver
 	proc     *process
 	procEnv  []string
@@ -268,12 +271,12 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	e.ws, e.key = created.WorkspaceID, created.APIKey
 
-	e.twilio = newFakeTwilio(twilioAccount, twilioToken, e.calls)
-	defer e.twilio.close()
-	e.livekit = newFakeLiveKit(lkKey, lkSecret, e.calls)
-	defer e.livekit.srv.Close()
+	e.fakes = &benchTB{}
+	defer e.fakes.close()
+	e.twilio = newFakeTwilio(e.fakes, twilioAccount, twilioToken, e.calls)
+	e.livekit = newFakeLiveKit(e.fakes, lkKey, lkSecret, e.calls)
 	e.receiver = newReceiver(e.calls)
-	defer e.receiver.srv.Close()
+	defer e.receiver.close()
 
 	addr, err := freeAddr()
 	if err != nil {
@@ -282,7 +285,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	procEnv := append(e.baseEnv(),
 		"HTTP_ADDR="+addr, "PUBLIC_BASE_URL=http://"+addr,
 		"TELEPHONY_MODE="+o.telephony, "TWILIO_API_BASE_URL="+e.twilio.URL(), "TWILIO_ACCOUNT_SID="+twilioAccount, "TWILIO_AUTH_TOKEN="+twilioToken,
-		"LIVEKIT_URL="+e.livekit.srv.URL, "LIVEKIT_API_KEY="+lkKey, "LIVEKIT_API_SECRET="+lkSecret,
+		"LIVEKIT_URL="+e.livekit.URL, "LIVEKIT_API_KEY="+lkKey, "LIVEKIT_API_SECRET="+lkSecret,
 		"WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "LOG_LEVEL="+logLevel(o.appLog),
 		// One workspace makes every request of the bench.
 		"RATE_LIMIT_PER_SECOND=0",

@@ -29,7 +29,7 @@ func (b *bench) subscribe(ctx context.Context, limit int) (bool, error) {
 	}
 	accepted := false
 	for i := range 2 {
-		body := map[string]any{"url": fmt.Sprintf("%s/%d", b.receiver.srv.URL, i)}
+		body := map[string]any{"url": b.receiver.url(i)}
 		var ep struct {
 			ID        string `json:"id"`
 			Secret    string `json:"secret"`
@@ -52,7 +52,7 @@ func (b *bench) subscribe(ctx context.Context, limit int) (bool, error) {
 			return false, err
 		}
 		b.endpoints[i] = ep.ID
-		if err := b.receiver.setSecret(i, ep.Secret); err != nil {
+		if err := b.receiver.ep[i].SetSecret(ep.Secret); err != nil {
 			return false, err
 		}
 	}
@@ -149,7 +149,7 @@ func (b *bench) pipeline(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conns0 := [3]int64{int64(b.twilio.Connections()), b.livekit.conns.Load(), b.receiver.conns.Load()}
+	conns0 := [3]int64{int64(b.twilio.Connections()), int64(b.livekit.Connections()), b.receiver.conns.Load()}
 	cpu0 := b.cpu.snap()
 	res := closedLoop(ctx, ids, b.o.conc, time.Minute, b.api.end)
 	cpu1 := b.cpu.snap()
@@ -167,7 +167,7 @@ func (b *bench) pipeline(ctx context.Context) error {
 	}
 	logf("(b) per call: %s", perEnd(c0, c1, len(ids)))
 	logf("(b) connections opened: Twilio %d, LiveKit %d, webhook receiver %d", int64(b.twilio.Connections())-conns0[0],
-		b.livekit.conns.Load()-conns0[1], b.receiver.conns.Load()-conns0[2])
+		int64(b.livekit.Connections())-conns0[1], b.receiver.conns.Load()-conns0[2])
 	wait()
 	logf("(b) during the ends: %s", cpuUse(cpu0, cpu1))
 	logf("(b) after the ends: %s", cpuUse(cpu1, cpu2))
