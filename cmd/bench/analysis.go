@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/endcall/endcall"
+	"github.com/endcall/endcall/analysis"
 	"github.com/endcall/endcall/analysis/llmtest"
 )
 
@@ -59,8 +61,10 @@ func (b *bench) analysisFreshness(ctx context.Context) error {
 		return err
 	}
 	caughtUp := time.Since(t1)
-	var llmDone int
-	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM calls WHERE id = ANY ($1::uuid[]) AND analysis->>'analyzer' = 'llm'`, ids).Scan(&llmDone); err != nil {
+	llmDone, err := b.stored(ctx, ids, 0, func(c *endcall.Call) bool {
+		return c.Analysis != nil && c.Analysis.Analyzer == analysis.NameLLM
+	})
+	if err != nil {
 		return err
 	}
 	value := ms(p50) + " / " + ms(p99)

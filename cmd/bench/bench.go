@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/jobs"
 	"github.com/endcall/endcall/postgres"
 )
@@ -26,6 +27,7 @@ import (
 type bench struct {
 	*env
 	pool      *pgxpool.Pool
+	store     *postgres.Store
 	redisOpt  asynq.RedisClientOpt
 	rdb       *redis.Client
 	asynq     *asynq.Client
@@ -62,6 +64,30 @@ func (b *bench) correctness() {
 		"%d Twilio requests refused, %d LiveKit requests refused (every token verified).",
 		num(float64(len(ended))), twice, never, b.calls.dupRooms.Load(), b.calls.dupDeliveries.Load(),
 		num(float64(received)), rejected, b.twilio.refused(), b.livekit.Refused()))
+}
+
+// stored waits up to within for every call of ids to be stored as ok
+// says, reading them through the store, and returns how many are.
+func (b *bench) stored(ctx context.Context, ids []string, within time.Duration, ok func(*endcall.Call) bool) (int, error) {
+	pending := ids
+	deadline := time.Now().Add(within)
+	for {
+		var left []string
+		for _, id := range pending {
+			c, err := b.store.CallByID(ctx, id)
+			if err != nil {
+				return 0, err
+			}
+			if !ok(c) {
+				left = append(left, id)
+			}
+		}
+		pending = left
+		if len(pending) == 0 || time.Now().After(deadline) {
+			return len(ids) - len(pending), nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func numCPU() int       { return runtime.NumCPU() }

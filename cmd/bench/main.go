@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/endcall/endcall/livekit/livekittest"
+	"github.com/endcall/endcall/postgres"
 )
 
 // options are the bench's flags.
@@ -333,7 +334,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	b := &bench{env: e, pool: pool, pprofAddr: pprofAddr}
+	b := &bench{env: e, pool: pool, store: postgres.NewStore(pool, nil), pprofAddr: pprofAddr}
 	if err := b.connectRedis(); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/jobs"
 )
 
@@ -173,16 +174,12 @@ func (b *bench) pipeline(ctx context.Context) error {
 	logf("(b) after the ends: %s", cpuUse(cpu1, cpu2))
 	elapsed := last.Sub(res.start)
 	// The room and analysis are recorded in Postgres too.
-	var stored int
-	for range 100 {
-		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM calls WHERE id = ANY ($1::uuid[])
-			AND room_status = 'deleted' AND analysis_status = 'completed'`, ids).Scan(&stored); err != nil {
-			return err
-		}
-		if stored == len(ids) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	stored, err := b.stored(ctx, ids, 2*time.Second, func(c *endcall.Call) bool {
+		return c.RoomStatus != nil && *c.RoomStatus == endcall.RoomDeleted &&
+			c.AnalysisStatus != nil && *c.AnalysisStatus == endcall.AnalysisCompleted
+	})
+	if err != nil {
+		return err
 	}
 	rate := float64(n) / elapsed.Seconds()
 	b.capacity = rate
