@@ -9,15 +9,18 @@
 //	// ... register rc.URL as an endpoint and end a call ...
 //	for _, d := range rc.Deliveries() { ... d.ID, d.Type, d.CallID, d.Attempt ... }
 //
-// A delivery that does not verify is answered 401; with New it also fails
-// the test, since every delivery endcall sends is signed. Everything is safe
+// A request that is not a POST of JSON whose signature verifies is answered
+// 401; with New it also fails the test, since every delivery endcall sends
+// is one. Everything is safe
 // for concurrent use.
 package webhooktest
 
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -30,10 +33,6 @@ import (
 
 // maxBody is the most of a request body the fake reads.
 const maxBody = 1 << 20
-
-// errNoSecret is the verification error of a delivery that arrives before
-// SetSecret.
-var errNoSecret = errors.New("webhooktest: no secret set")
 
 // Reply is one scripted answer. The zero Reply answers 204 at once.
 type Reply struct {
@@ -58,7 +57,8 @@ type Delivery struct {
 	Attempt int
 	Header  http.Header
 	Body    []byte
-	// VerifyErr is why the signature did not verify; nil when it did.
+	// VerifyErr is why the request is not a valid delivery (not a POST of
+	// JSON, or a signature that does not verify); nil when it is.
 	VerifyErr error
 	// Status is the HTTP status answered.
 	Status int
@@ -91,6 +91,7 @@ type Server struct {
 	attempts   map[string]int // webhook-id -> requests
 	count      int
 	rejected   int
+	scriptFrom int // valid deliveries received before Script
 }
 
 // New serves a fake receiver on 127.0.0.1 until the test ends. Deliveries
@@ -124,15 +125,15 @@ func (s *Server) SetSecret(secret string) error {
 	return nil
 }
 
-// Script sets the answers to verified deliveries: the nth request (from 0)
-// gets replies[n], and every request after the last reply gets the last.
+// Script sets the answers to the next valid deliveries: the nth (from 0)
+// gets replies[n], and every one after the last reply gets the last.
 func (s *Server) Script(replies ...Reply) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.replies = replies
+	s.replies, s.scriptFrom = replies, s.count-s.rejected
 }
 
-// FailFirst scripts the first n verified requests to be answered status,
+// FailFirst scripts the next n valid deliveries to be answered status,
 // and every later one 204.
 func (s *Server) FailFirst(n, status int) {
 	replies := make([]Reply, n+1)
@@ -197,7 +198,7 @@ func (s *Server) Count() int {
 	return s.count
 }
 
-// Rejected returns how many requests did not verify.
+// Rejected returns how many requests were not valid deliveries.
 func (s *Server) Rejected() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -219,13 +220,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.Type, d.CallID = ev.Type, ev.Data.ID
 	}
 
-	s.mu.Lock()
-	verifier := s.verifier
-	s.mu.Unlock()
-	d.VerifyErr = errNoSecret
-	if verifier != nil {
-		d.VerifyErr = verifier.Verify(d.Body, r.Header)
-	}
+	d.VerifyErr = s.verify(r, d.Body)
 
 	var rp Reply
 	s.mu.Lock()
@@ -239,7 +234,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.rejected++
 		rp = Reply{Status: http.StatusUnauthorized, Body: `{"error":"invalid signature"}`}
 	case len(s.replies) > 0:
-		rp = s.replies[min(s.count-s.rejected, len(s.replies)-1)]
+		rp = s.replies[min(s.count-s.rejected-s.scriptFrom, len(s.replies)-1)]
 	}
 	s.count++
 	d.Status = rp.Status
@@ -282,6 +277,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(d.Status)
 	io.WriteString(w, rp.Body)
+}
+
+// verify checks a request as the specification has it: a POST of JSON
+// whose signature verifies with the endpoint's secret.
+func (s *Server) verify(r *http.Request, body []byte) error {
+	if r.Method != http.MethodPost {
+		return fmt.Errorf("webhooktest: method %s, want POST", r.Method)
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		return fmt.Errorf("webhooktest: Content-Type %q, want application/json", r.Header.Get("Content-Type"))
+	}
+	s.mu.Lock()
+	verifier := s.verifier
+	s.mu.Unlock()
+	if verifier == nil {
+		return errors.New("webhooktest: no secret set")
+	}
+	return verifier.Verify(body, r.Header)
 }
 
 // setStatus records that delivery idx was answered status (0: not at all).

@@ -16,13 +16,19 @@ import (
 // deliver signs body for id with secret, as endcall does, and posts it.
 func deliver(t *testing.T, url, secret, id, body string) *http.Response {
 	t.Helper()
+	return deliverAs(t, "application/json", url, secret, id, body)
+}
+
+// deliverAs is deliver with another Content-Type.
+func deliverAs(t *testing.T, contentType, url, secret, id, body string) *http.Response {
+	t.Helper()
 	now := time.Now()
 	sig, err := webhook.Sign([]string{secret}, id, now, []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header = http.Header{"Content-Type": {"application/json"}, "webhook-id": {id},
+	req.Header = http.Header{"Content-Type": {contentType}, "webhook-id": {id},
 		"webhook-timestamp": {strconv.FormatInt(now.Unix(), 10)}, "webhook-signature": {sig}}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -102,6 +108,9 @@ func TestRejectsWhatDoesNotVerify(t *testing.T) {
 		t.Errorf("another secret: got %d, want 401", res.StatusCode)
 	}
 	rc.SetSecret(secret)
+	if res := deliverAs(t, "text/plain", srv.URL, secret, "msg_1", body); res.StatusCode != 401 {
+		t.Errorf("text/plain: got %d, want 401", res.StatusCode)
+	}
 	rc.FailFirst(1, 500)
 	if res := deliver(t, srv.URL, secret, "msg_1", body); res.StatusCode != 500 {
 		t.Errorf("first verified: got %d, want 500", res.StatusCode)
@@ -109,8 +118,8 @@ func TestRejectsWhatDoesNotVerify(t *testing.T) {
 	if res := deliver(t, srv.URL, secret, "msg_1", body); res.StatusCode != 204 {
 		t.Errorf("second verified: got %d, want 204", res.StatusCode)
 	}
-	if rc.Rejected() != 2 || rc.Deliveries()[0].VerifyErr == nil || rc.Deliveries()[3].VerifyErr != nil {
-		t.Errorf("Rejected: got %d (deliveries %+v), want the first two", rc.Rejected(), rc.Deliveries())
+	if got := rc.Deliveries(); rc.Rejected() != 3 || got[1].VerifyErr == nil || got[2].VerifyErr == nil || got[3].VerifyErr != nil {
+		t.Errorf("Rejected: got %d (deliveries %+v), want the first two and the text/plain one", rc.Rejected(), got)
 	}
 
 	rc.CountOnly()
@@ -120,7 +129,7 @@ func TestRejectsWhatDoesNotVerify(t *testing.T) {
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("delayed answer took %v, want at least 200ms", d)
 	}
-	if rc.Count() != 5 || len(rc.Deliveries()) != 0 {
-		t.Errorf("CountOnly: Count %d, %d deliveries kept; want 5, none", rc.Count(), len(rc.Deliveries()))
+	if rc.Count() != 6 || len(rc.Deliveries()) != 0 {
+		t.Errorf("CountOnly: Count %d, %d deliveries kept; want 6, none", rc.Count(), len(rc.Deliveries()))
 	}
 }
