@@ -74,7 +74,7 @@ type Request struct {
 	// NotBefore and Expires are the access token's nbf and exp claims, when
 	// it verified; NotBefore is zero without an nbf claim.
 	NotBefore, Expires time.Time
-	// Status is the HTTP status answered.
+	// Status is the HTTP status answered; 0 when the client gave up first.
 	Status int
 }
 
@@ -103,7 +103,6 @@ type Server struct {
 type room struct {
 	exists   bool
 	requests int
-	first    time.Time
 }
 
 // New serves a fake RoomService for the API key and secret on 127.0.0.1
@@ -169,7 +168,7 @@ func (s *Server) SetDelay(room string, d time.Duration) {
 	s.delays[room] = d
 }
 
-// OnDelete installs a hook that sees every request once it is answered.
+// OnDelete installs a hook that sees every request as it is answered.
 func (s *Server) OnDelete(fn func(Request)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -178,7 +177,7 @@ func (s *Server) OnDelete(fn func(Request)) {
 
 // CountOnly stops the fake from keeping each request, so that its memory
 // stays bounded by the rooms it has seen: Requests returns nothing, while
-// Count, First, Refused and OnDelete still work.
+// Count, Refused and OnDelete still work.
 func (s *Server) CountOnly() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,17 +212,6 @@ func (s *Server) Count(room string) int {
 		return r.requests
 	}
 	return 0
-}
-
-// First returns when the first authorized request for room arrived; the
-// zero time if none did.
-func (s *Server) First(room string) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.rooms[room]; ok {
-		return r.first
-	}
-	return time.Time{}
 }
 
 // Refused returns how many requests were refused before reaching a room.
@@ -264,11 +252,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	if req.Err == nil {
-		rm := s.room(req.Room)
-		rm.requests++
-		if rm.first.IsZero() {
-			rm.first = req.Time
-		}
+		s.room(req.Room).requests++
 	} else {
 		s.refused++
 	}
@@ -283,7 +267,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
+			// The client gave up: nothing is deleted or answered.
 			t.Stop()
+			s.record(req)
 			return
 		}
 	}
@@ -294,16 +280,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e != nil {
 		req.Status = e.Status
 	}
-
-	s.mu.Lock()
-	if s.keep {
-		s.requests = append(s.requests, req)
-	}
-	hook := s.onDelete
-	s.mu.Unlock()
-	if hook != nil {
-		hook(req)
-	}
+	s.record(req)
 
 	w.Header().Set("Content-Type", "application/json")
 	if e != nil {
@@ -314,6 +291,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.WriteString(w, "{}")
+}
+
+// record keeps req and shows it to the OnDelete hook.
+func (s *Server) record(req Request) {
+	s.mu.Lock()
+	if s.keep {
+		s.requests = append(s.requests, req)
+	}
+	hook := s.onDelete
+	s.mu.Unlock()
+	if hook != nil {
+		hook(req)
+	}
 }
 
 // check validates the route, the access token and the body as LiveKit
