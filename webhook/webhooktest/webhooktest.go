@@ -9,9 +9,9 @@
 //	// ... register rc.URL as an endpoint and end a call ...
 //	for _, d := range rc.Deliveries() { ... d.ID, d.Type, d.CallID, d.Attempt ... }
 //
-// A request that is not a POST of JSON whose signature verifies is answered
-// 401; with New it also fails the test, since every delivery endcall sends
-// is one. Everything is safe
+// A request that is not a valid delivery (a POST of JSON whose signature
+// verifies) is answered 401; with New it also fails the test, since every
+// delivery endcall sends is valid. Everything is safe
 // for concurrent use.
 package webhooktest
 
