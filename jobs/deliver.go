@@ -22,11 +22,11 @@ type DeliverStore interface {
 	DeliveryJob(ctx context.Context, id string) (*endcall.DeliveryJob, error)
 	CallByID(ctx context.Context, id string) (*endcall.Call, error)
 	FixDeliveryBody(ctx context.Context, id string, body []byte) ([]byte, error)
-	RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) error
+	RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) error
 	FailDelivery(ctx context.Context, id string) error
 	// DisableEndpoint turns an endpoint off for reason and ends its pending
 	// deliveries as failed.
-	DisableEndpoint(ctx context.Context, id, reason string) error
+	DisableEndpoint(ctx context.Context, id string, reason endcall.DisabledReason) error
 	// DisableIfFailing disables an endpoint whose every attempt has failed
 	// for at least after, and reports whether it did.
 	DisableIfFailing(ctx context.Context, id string, after time.Duration) (bool, error)
