@@ -513,16 +513,13 @@ func (databaseDown) CallByID(context.Context, string) (*endcall.Call, error) { r
 func (databaseDown) FixDeliveryBody(context.Context, string, []byte) ([]byte, error) {
 	return nil, errDown
 }
-func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, string) error {
-	return errDown
+func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, string) ([]endcall.Work, error) {
+	return nil, errDown
 }
 func (databaseDown) FailDelivery(context.Context, string) error            { return errDown }
 func (databaseDown) DisableEndpoint(context.Context, string, string) error { return errDown }
 func (databaseDown) DisableIfFailing(context.Context, string, time.Duration) (bool, error) {
 	return false, errDown
-}
-func (databaseDown) PendingPredecessor(context.Context, string, string) (bool, time.Time, error) {
-	return false, time.Time{}, errDown
 }
 
 // racingStore runs after once OwedWork has read what is owed.
