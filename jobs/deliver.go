@@ -25,11 +25,11 @@ type DeliverStore interface {
 	// RecordAttempt records an attempt and the delivery's status; ending a
 	// call.ended delivery, it returns the call.analyzed deliveries that
 	// waited for it.
-	RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) ([]endcall.Work, error)
+	RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) ([]endcall.Work, error)
 	FailDelivery(ctx context.Context, id string) error
 	// DisableEndpoint turns an endpoint off for reason and ends its pending
 	// deliveries as failed.
-	DisableEndpoint(ctx context.Context, id, reason string) error
+	DisableEndpoint(ctx context.Context, id string, reason endcall.DisabledReason) error
 	// DisableIfFailing disables an endpoint whose every attempt has failed
 	// for at least after, and reports whether it did.
 	DisableIfFailing(ctx context.Context, id string, after time.Duration) (bool, error)
@@ -211,7 +211,7 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 // record stores an attempt and wakes the deliveries that waited for this
 // one to end. A failed wake only delays them: they look again on their own.
-func (h *DeliverHandler) record(ctx context.Context, j *endcall.DeliveryJob, a endcall.DeliveryAttempt, status string) error {
+func (h *DeliverHandler) record(ctx context.Context, j *endcall.DeliveryJob, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) error {
 	freed, err := h.Store.RecordAttempt(ctx, j.ID, a, status)
 	if err != nil || len(freed) == 0 || h.Wake == nil {
 		return err

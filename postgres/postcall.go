@@ -22,7 +22,7 @@ func (s *Store) CallByID(ctx context.Context, id string) (*endcall.Call, error) 
 
 // Room returns a call's room name and room status, whatever its workspace,
 // and whether another active call, of any workspace, still holds the room.
-func (s *Store) Room(ctx context.Context, callID string) (name, status *string, shared bool, err error) {
+func (s *Store) Room(ctx context.Context, callID string) (name *string, status *endcall.RoomStatus, shared bool, err error) {
 	err = s.pool.QueryRow(ctx, `SELECT c.room_name, c.room_status, c.room_name IS NOT NULL AND EXISTS (
 			SELECT 1 FROM calls o WHERE o.room_name = c.room_name AND o.ended_at IS NULL AND o.room_name IS NOT NULL AND o.id <> c.id)
 		FROM calls c WHERE c.id = $1`, callID).Scan(&name, &status, &shared)
@@ -32,7 +32,7 @@ func (s *Store) Room(ctx context.Context, callID string) (name, status *string, 
 // SetRoomStatus records the room deletion's outcome on a call whose room is
 // still pending; a repeated run changes nothing. Its commit is not waited
 // for (see unflushed).
-func (s *Store) SetRoomStatus(ctx context.Context, callID, status string) error {
+func (s *Store) SetRoomStatus(ctx context.Context, callID string, status endcall.RoomStatus) error {
 	_, err := s.pool.Exec(ctx, setRoomStatusSQL, callID, status)
 	return dbError(err)
 }
@@ -56,7 +56,7 @@ const unflushed = `(SELECT set_config('synchronous_commit', 'off', true)) AS unf
 // already fixed. It returns every call.analyzed delivery of the call still
 // pending, so that a re-run after a crash queues what the first run could
 // not. Two round trips: [BEGIN, the update] and [the deliveries, COMMIT].
-func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error) {
+func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, status endcall.AnalysisStatus, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error) {
 	var analysis []byte
 	var sentiment *string
 	if a != nil {

@@ -158,7 +158,7 @@ func (s *Store) RotateSecret(ctx context.Context, workspaceID, id, secret string
 
 // DisableEndpoint turns an enabled endpoint off for reason and ends its
 // pending deliveries as failed.
-func (s *Store) DisableEndpoint(ctx context.Context, id, reason string) error {
+func (s *Store) DisableEndpoint(ctx context.Context, id string, reason endcall.DisabledReason) error {
 	_, err := s.pool.Exec(ctx, `WITH e AS (UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
 		WHERE id = $1 AND enabled RETURNING *), `+failPendingSQL+` SELECT 1`, id, reason)
 	return dbError(err)
@@ -321,7 +321,7 @@ func (s *Store) FixDeliveryBody(ctx context.Context, id string, body []byte) ([]
 // concurrent deliveries to one endpoint rarely contend on it. When it ends a
 // call.ended delivery, it returns the call.analyzed deliveries of the same
 // call to the same endpoint that waited for it and are still pending.
-func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) ([]endcall.Work, error) {
+func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) ([]endcall.Work, error) {
 	raw, err := json.Marshal([]endcall.DeliveryAttempt{a})
 	if err != nil {
 		return nil, err

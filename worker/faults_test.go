@@ -513,11 +513,13 @@ func (databaseDown) CallByID(context.Context, string) (*endcall.Call, error) { r
 func (databaseDown) FixDeliveryBody(context.Context, string, []byte) ([]byte, error) {
 	return nil, errDown
 }
-func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, string) ([]endcall.Work, error) {
+func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, endcall.DeliveryStatus) ([]endcall.Work, error) {
 	return nil, errDown
 }
-func (databaseDown) FailDelivery(context.Context, string) error            { return errDown }
-func (databaseDown) DisableEndpoint(context.Context, string, string) error { return errDown }
+func (databaseDown) FailDelivery(context.Context, string) error { return errDown }
+func (databaseDown) DisableEndpoint(context.Context, string, endcall.DisabledReason) error {
+	return errDown
+}
 func (databaseDown) DisableIfFailing(context.Context, string, time.Duration) (bool, error) {
 	return false, errDown
 }
@@ -562,7 +564,7 @@ func TestKilledBetweenRecordAndHangupStillHangsUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid := fake.NewCall(account, endcall.StatusInProgress)
+	sid := fake.NewCall(account, string(endcall.StatusInProgress))
 	now := time.Now()
 	c, err := store.CreateCall(ctx, &endcall.Call{WorkspaceID: ws, PhoneNumberID: &phone.ID, CallSID: &sid, CallProvider: "twilio",
 		CallFrom: "+15550001111", CallTo: "+15550002222", CallDirection: "outbound", CallStatus: endcall.StatusInProgress,

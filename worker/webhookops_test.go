@@ -86,11 +86,11 @@ func TestRateLimitHoldsAcrossTwoWorkers(t *testing.T) {
 }
 
 type endpointView struct {
-	ID             string                 `json:"id"`
-	Enabled        bool                   `json:"enabled"`
-	DisabledReason *string                `json:"disabled_reason"`
-	RateLimit      *int                   `json:"rate_limit"`
-	Health         endcall.EndpointHealth `json:"health"`
+	ID             string                  `json:"id"`
+	Enabled        bool                    `json:"enabled"`
+	DisabledReason *endcall.DisabledReason `json:"disabled_reason"`
+	RateLimit      *int                    `json:"rate_limit"`
+	Health         endcall.EndpointHealth  `json:"health"`
 }
 
 // An endpoint that fails every attempt for WEBHOOK_DISABLE_AFTER is
