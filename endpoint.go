@@ -106,6 +106,10 @@ type DeliveryJob struct {
 	Secrets       []string
 	Body          []byte // fixed when the delivery is created, else by the first attempt
 	NextAttemptAt time.Time
+	// WaitsFor, on a call.analyzed delivery whose call's call.ended
+	// delivery to the same endpoint is still pending, is when that one's
+	// next attempt is due; nil when there is nothing to wait for.
+	WaitsFor *time.Time
 }
 
 // DeliveryFilter selects deliveries of a workspace, newest first; empty

@@ -112,34 +112,34 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, st
 				FROM webhook_endpoints e
 				WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
 				ON CONFLICT (endpoint_id, call_id, event, run) DO NOTHING
-				RETURNING id, endpoint_id
-			), owed AS (SELECT id, endpoint_id FROM created UNION
-				SELECT id, endpoint_id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')
+				RETURNING id, endpoint_id, call_id
+			), owed AS (SELECT id, endpoint_id, call_id FROM created UNION
+				SELECT id, endpoint_id, call_id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')
 			`+describeOwedSQL, callID, call.WorkspaceID, body, at, run)
 	}
 	var owed []byte
 	if err := commitWith(ctx, conn, &deliver, &owed); err != nil {
 		return nil, dbError(err)
 	}
-	return analyzedWork(callID, owed)
+	return deliveryWork(owed, endcall.EventCallAnalyzed)
 }
 
 // describeOwedSQL describes the deliveries of a CTE "owed" (id,
-// endpoint_id) as one JSON array of [id, workspace, endpoint, url] arrays.
-const describeOwedSQL = `SELECT coalesce(jsonb_agg(jsonb_build_array(o.id, e.workspace_id, e.id, e.url) ORDER BY o.id), '[]')
+// endpoint_id, call_id) as one JSON array of [id, workspace, endpoint, url, call]
+// arrays.
+const describeOwedSQL = `SELECT coalesce(jsonb_agg(jsonb_build_array(o.id, e.workspace_id, e.id, e.url, o.call_id) ORDER BY o.id), '[]')
 	FROM owed o JOIN webhook_endpoints e ON e.id = o.endpoint_id`
 
-// analyzedWork reads describeOwedSQL's array as the call.analyzed deliveries
-// owed for a call.
-func analyzedWork(callID string, owed []byte) ([]endcall.Work, error) {
-	var rows [][4]string
+// deliveryWork reads describeOwedSQL's array as deliveries of event owed.
+func deliveryWork(owed []byte, event string) ([]endcall.Work, error) {
+	var rows [][5]string
 	if err := json.Unmarshal(owed, &rows); err != nil {
 		return nil, err
 	}
 	work := make([]endcall.Work, len(rows))
 	for i, r := range rows {
-		work[i] = endcall.Work{Kind: endcall.WorkDeliver, CallID: callID, DeliveryID: r[0], WorkspaceID: r[1],
-			EndpointID: r[2], Host: webhook.Host(r[3]), Event: endcall.EventCallAnalyzed}
+		work[i] = endcall.Work{Kind: endcall.WorkDeliver, DeliveryID: r[0], WorkspaceID: r[1],
+			EndpointID: r[2], Host: webhook.Host(r[3]), CallID: r[4], Event: event}
 	}
 	return work, nil
 }
@@ -197,7 +197,7 @@ func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.W
 }
 
 // pendingAnalyzedSQL describes the call.analyzed deliveries of call $1 still pending.
-const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id FROM webhook_deliveries
+const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id, call_id FROM webhook_deliveries
 	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending') ` + describeOwedSQL
 
 // OwedWork lists work recorded as owed and not done (post-call work, and

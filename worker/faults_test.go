@@ -497,8 +497,8 @@ func (databaseDown) CallByID(context.Context, string) (*endcall.Call, error) { r
 func (databaseDown) FixDeliveryBody(context.Context, string, []byte) ([]byte, error) {
 	return nil, errDown
 }
-func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, endcall.DeliveryStatus) error {
-	return errDown
+func (databaseDown) RecordAttempt(context.Context, string, endcall.DeliveryAttempt, endcall.DeliveryStatus) ([]endcall.Work, error) {
+	return nil, errDown
 }
 func (databaseDown) FailDelivery(context.Context, string) error { return errDown }
 func (databaseDown) DisableEndpoint(context.Context, string, endcall.DisabledReason) error {
@@ -506,9 +506,6 @@ func (databaseDown) DisableEndpoint(context.Context, string, endcall.DisabledRea
 }
 func (databaseDown) DisableIfFailing(context.Context, string, time.Duration) (bool, error) {
 	return false, errDown
-}
-func (databaseDown) PendingPredecessor(context.Context, string, string) (bool, time.Time, error) {
-	return false, time.Time{}, errDown
 }
 
 // racingStore runs after once OwedWork has read what is owed.

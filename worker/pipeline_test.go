@@ -157,7 +157,7 @@ func (p *pipeline) deliverHandler() *jobs.DeliverHandler {
 	p.t.Cleanup(func() { rdb.Close() })
 	return &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
 		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true), DisableAfter: p.opts.disableAfter,
-		Pacer: &jobs.Pacer{Redis: rdb}}
+		Pacer: &jobs.Pacer{Redis: rdb}, Wake: p.enq}
 }
 
 func (p *pipeline) stopWorker() {

@@ -13,7 +13,8 @@ import (
 )
 
 // The first call.ended attempt fails and is retried a second later; the
-// call.analyzed delivery, ready long before, waits for it.
+// call.analyzed delivery, ready long before, waits for it, and is woken when
+// it succeeds rather than at its own next look, half a minute later.
 func TestCallAnalyzedWaitsForCallEnded(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t)
@@ -24,6 +25,9 @@ func TestCallAnalyzedWaitsForCallEnded(t *testing.T) {
 	waitFor(t, 15*time.Second, "both events", func() bool { return len(rc.ByType("call.analyzed")) == 1 })
 	if order, want := rc.Events(c.ID), []string{"call.ended", "call.ended", "call.analyzed"}; !slices.Equal(order, want) {
 		t.Fatalf("order: got %v, want %v", order, want)
+	}
+	if lag := got[2].at.Sub(got[1].at); lag > 2*time.Second {
+		t.Errorf("call.analyzed came %v after call.ended succeeded: not woken", lag)
 	}
 }
 

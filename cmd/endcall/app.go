@@ -157,7 +157,7 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 		MaxInFlight: analysesInFlight(cfg)})
 	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log, OnAttempt: m.WebhookAttempt,
 		Client:       webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
-		DisableAfter: cfg.WebhookDisableAfter, Pacer: &jobs.Pacer{Redis: rdb}})
+		DisableAfter: cfg.WebhookDisableAfter, Pacer: &jobs.Pacer{Redis: rdb}, Wake: enq})
 	w.Handle(jobs.TypeDeliveryRetention, &jobs.RetentionHandler{Store: store, Retention: cfg.WebhookDeliveryRetention, Log: log})
 	return w, nil
 }
