@@ -26,7 +26,8 @@ func TestCallAnalyzedWaitsForCallEnded(t *testing.T) {
 	if order, want := rc.Events(c.ID), []string{"call.ended", "call.ended", "call.analyzed"}; !slices.Equal(order, want) {
 		t.Fatalf("order: got %v, want %v", order, want)
 	}
-	if lag := got[2].at.Sub(got[1].at); lag > 2*time.Second {
+	got := rc.Deliveries()
+	if lag := got[2].Time.Sub(got[1].Time); lag > 2*time.Second {
 		t.Errorf("call.analyzed came %v after call.ended succeeded: not woken", lag)
 	}
 }
