@@ -320,7 +320,8 @@ func (s *Store) FixDeliveryBody(ctx context.Context, id string, body []byte) ([]
 // writes the endpoint row only when that changes something, so that
 // concurrent deliveries to one endpoint rarely contend on it. When it ends a
 // call.ended delivery, it returns the call.analyzed deliveries of the same
-// call to the same endpoint that waited for it and are still pending.
+// call to the same endpoint that waited for it: still pending, with no
+// attempt made (one waiting for a retry keeps its schedule).
 func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) ([]endcall.Work, error) {
 	raw, err := json.Marshal([]endcall.DeliveryAttempt{a})
 	if err != nil {
@@ -338,7 +339,7 @@ func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.Delivery
 			THEN e.failing_since IS NOT NULL OR e.last_success_at IS NULL OR e.last_success_at < $6::timestamptz - interval '1 minute'
 			ELSE e.failing_since IS NULL END),
 		owed AS (SELECT w.id, w.endpoint_id, w.call_id FROM d JOIN webhook_deliveries w ON w.endpoint_id = d.endpoint_id AND w.call_id = d.call_id
-			WHERE d.event = 'call.ended' AND d.status <> 'pending' AND w.event = 'call.analyzed' AND coalesce(w.status, '') = 'pending')
+			WHERE d.event = 'call.ended' AND d.status <> 'pending' AND w.event = 'call.analyzed' AND coalesce(w.status, '') = 'pending' AND w.attempts = '[]')
 		`+describeOwedSQL, id, raw, status, a.NextAttemptAt, ok, a.At).Scan(&freed)
 	if err != nil {
 		return nil, dbError(err)
