@@ -41,6 +41,14 @@ func NewDeliveryRetentionTask(slot time.Time, interval time.Duration) (*asynq.Ta
 		asynq.Retention(interval+time.Minute)), nil
 }
 
+var retentionTask = TaskType{
+	Type:  TypeDeliveryRetention,
+	Queue: QueueDefault,
+	Handler: func(d *Deps) asynq.Handler {
+		return &RetentionHandler{Store: d.Store, Retention: d.WebhookRetention, Log: d.Log}
+	},
+}
+
 // RetentionStore is the persistence webhooks:delete-expired needs.
 type RetentionStore interface {
 	// DeleteExpiredDeliveries deletes up to batch deliveries no longer
