@@ -127,7 +127,7 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if err := h.Queue.Enqueue(ctx, work); err != nil {
-		// The deliveries are owed in Postgres; the sweeper queues them.
+		// The deliveries are owed in Postgres; the reconciler queues them.
 		h.Log.Warn("queueing call.analyzed deliveries failed", "call_id", c.ID, "error", err)
 	}
 	return analyzeErr
