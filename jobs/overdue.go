@@ -58,6 +58,8 @@ var endOverdueTask = TaskType{
 	Handler: func(d *Deps) asynq.Handler {
 		return &EndOverdueHandler{Store: d.Store, Calls: d.Calls, MaxCallDuration: d.MaxCallDuration, Log: d.Log}
 	},
+	Every: func(d *Deps) time.Duration { return d.OverdueScanInterval },
+	Slot:  NewEndOverdueTask,
 }
 
 // OverdueStore is the persistence calls:end-overdue needs.

@@ -43,6 +43,11 @@ type TaskType struct {
 	Owed func(s OwedStore, ctx context.Context, q endcall.OwedQuery) ([]endcall.Work, error)
 	// Handler builds the task's handler from the process's dependencies.
 	Handler func(d *Deps) asynq.Handler
+	// Every is how often a periodic task runs, and Slot builds its task of
+	// the slot starting at slot, for slots every interval; both nil for
+	// owed work.
+	Every func(d *Deps) time.Duration
+	Slot  func(slot time.Time, interval time.Duration) (*asynq.Task, error)
 }
 
 // Registry lists every task type. A new task type is a file declaring its
@@ -106,8 +111,8 @@ type Deps struct {
 	// bounded per Twilio account (SlottedTelephony).
 	Calls, BulkCalls endcall.CallService
 	// ProviderTimeout is PROVIDER_TIMEOUT; MaxCallDuration is
-	// MAX_CALL_DURATION.
-	ProviderTimeout, MaxCallDuration time.Duration
+	// MAX_CALL_DURATION; OverdueScanInterval is OVERDUE_SCAN_INTERVAL.
+	ProviderTimeout, MaxCallDuration, OverdueScanInterval time.Duration
 	// The WEBHOOK_* settings of deliveries.
 	WebhookSchedule     []time.Duration
 	WebhookClient       *http.Client

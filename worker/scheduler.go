@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/endcall/endcall/jobs"
 )
 
 // Scheduler enqueues a periodic task once per slot of Interval, slots being
@@ -21,6 +23,21 @@ type Scheduler struct {
 	// Task builds the task of the slot that starts at slot.
 	Task func(slot time.Time) (*asynq.Task, error)
 	Log  *slog.Logger
+}
+
+// Schedulers returns a scheduler for each periodic task type of
+// jobs.Registry.
+func Schedulers(client *asynq.Client, d *jobs.Deps) []*Scheduler {
+	var all []*Scheduler
+	for _, t := range jobs.Registry {
+		if t.Slot == nil {
+			continue
+		}
+		interval := t.Every(d)
+		all = append(all, &Scheduler{Client: client, Interval: interval, Log: d.Log,
+			Task: func(slot time.Time) (*asynq.Task, error) { return t.Slot(slot, interval) }})
+	}
+	return all
 }
 
 // Run enqueues the current slot at once, then each following slot as it

@@ -96,35 +96,30 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, handler, log) })
 	}
 	if mode == "worker" || mode == "all" {
-		w, err := newWorker(cfg, log, store, tel, svc, enq, redisOpt, rdb, m)
+		deps, err := workerDeps(cfg, log, store, tel, svc, enq, rdb, m)
 		if err != nil {
 			return err
 		}
+		w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
+		w.HandleAll(deps)
 		reconciler := &worker.Reconciler{Store: store, Queue: enq, Inspector: inspector, Interval: cfg.RecoverySweepInterval,
 			Grace: sweepGrace(cfg.RecoverySweepInterval), HangupGrace: hangupGrace(cfg.ProviderTimeout), Limit: 1000, Log: log, OnRequeued: m.Requeued}
 		if mode == "worker" && cfg.MetricsAddr != "" {
 			g.Go(func() error { return serveHTTP(ctx, cfg.MetricsAddr, metricsHandler(m), log) })
 		}
-		scheduler := &worker.Scheduler{Client: client, Interval: cfg.OverdueScanInterval, Log: log,
-			Task: func(slot time.Time) (*asynq.Task, error) {
-				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
-			}}
-		retention := &worker.Scheduler{Client: client, Interval: retentionInterval, Log: log,
-			Task: func(slot time.Time) (*asynq.Task, error) {
-				return jobs.NewDeliveryRetentionTask(slot, retentionInterval)
-			}}
 		g.Go(func() error { return w.Run(ctx) })
 		g.Go(func() error { return reconciler.Run(ctx) })
-		g.Go(func() error { return retention.Run(ctx) })
-		g.Go(func() error { return scheduler.Run(ctx) })
+		for _, s := range worker.Schedulers(client, deps) {
+			g.Go(func() error { return s.Run(ctx) })
+		}
 	}
 	err = g.Wait()
 	log.Info("stopped", "mode", mode)
 	return err
 }
 
-// newWorker builds the asynq server with a handler for every task type.
-func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, svc *calls.Service, enq *jobs.Enqueuer, redisOpt asynq.RedisConnOpt, rdb redis.UniversalClient, m *metrics.Metrics) (*worker.Worker, error) {
+// workerDeps builds what the handlers of the task types are made of.
+func workerDeps(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, svc *calls.Service, enq *jobs.Enqueuer, rdb redis.UniversalClient, m *metrics.Metrics) (*jobs.Deps, error) {
 	analyzer, err := analysis.New(analysis.Config{LLMBaseURL: cfg.AnalysisLLMBaseURL, LLMAPIKey: cfg.AnalysisLLMAPIKey,
 		LLMModel: cfg.AnalysisLLMModel, OnFallback: func(c *endcall.Call, err error) {
 			log.Warn("LLM analysis failed; using the built-in analyzer", "call_id", c.ID, "error", err)
@@ -136,22 +131,16 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 	if cfg.LiveKitURL != "" {
 		rooms = livekit.New(cfg.LiveKitURL, cfg.LiveKitAPIKey, cfg.LiveKitAPISecret, 10*time.Second)
 	}
-	w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
-	w.HandleAll(&jobs.Deps{
+	return &jobs.Deps{
 		Store: store, Telephony: tel, Rooms: rooms, Queue: enq, Log: log,
 		Analyzer: analyzer, AnalysesInFlight: analysesInFlight(cfg),
 		Calls: svc, BulkCalls: bulkCalls(cfg, svc, rdb, log),
-		ProviderTimeout: cfg.ProviderTimeout, MaxCallDuration: cfg.MaxCallDuration,
+		ProviderTimeout: cfg.ProviderTimeout, MaxCallDuration: cfg.MaxCallDuration, OverdueScanInterval: cfg.OverdueScanInterval,
 		WebhookSchedule: cfg.WebhookRetrySchedule, WebhookClient: webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
 		WebhookDisableAfter: cfg.WebhookDisableAfter, WebhookRetention: cfg.WebhookDeliveryRetention, Pacer: &jobs.Pacer{Redis: rdb},
 		OnHangup: m.Hangup, OnAnalysis: m.Analysis, OnAttempt: m.WebhookAttempt,
-	})
-	return w, nil
+	}, nil
 }
-
-// retentionInterval is how often expired deliveries are deleted: often
-// enough that each sweep has little to do.
-const retentionInterval = 10 * time.Minute
 
 // hangupsPerAccount is the most hangups in flight per Twilio account that
 // bulk ends make, across every worker: Twilio limits concurrent requests
