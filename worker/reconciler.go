@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/jobs"
@@ -56,6 +58,9 @@ type Reconciler struct {
 	// OnRequeued, when set, observes how much lost work a pass queued.
 	OnRequeued func(n int)
 }
+
+// inspectConcurrency bounds the tasks a pass inspects at once.
+const inspectConcurrency = 8
 
 // MaxRevivals bounds how often one piece of work is queued afresh after its
 // worker died on its last attempt.
@@ -109,27 +114,34 @@ func (r *Reconciler) Reconcile(ctx context.Context) (int, error) {
 // before its task leaves the active state, so work owed after the archive
 // was never done.
 func (r *Reconciler) revive(ctx context.Context, present []endcall.Work) (int, error) {
-	var errs []error
-	dead := map[*jobs.TaskType][]endcall.Work{}
-	revivals := map[string]int{}
+	var (
+		mu       sync.Mutex
+		errs     []error
+		dead     = map[*jobs.TaskType][]endcall.Work{}
+		revivals = map[string]int{}
+		g        errgroup.Group
+	)
+	g.SetLimit(inspectConcurrency)
 	for _, w := range present {
-		queue, id := jobs.TaskOf(w)
-		info, err := r.Inspector.GetTaskInfo(queue, id)
-		if errors.Is(err, asynq.ErrTaskNotFound) {
-			continue // finished in between
-		} else if err != nil {
-			errs = append(errs, fmt.Errorf("inspect %s: %w", id, err))
-			continue
-		}
-		if !diedOnLastAttempt(info) {
-			continue
-		}
-		if n := jobs.Revivals(info.Payload); n < MaxRevivals {
-			t := jobs.Lookup(info.Type)
-			dead[t] = append(dead[t], w)
-			revivals[id] = n
-		}
+		g.Go(func() error {
+			queue, id := jobs.TaskOf(w)
+			info, err := r.Inspector.GetTaskInfo(queue, id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, asynq.ErrTaskNotFound):
+				// Finished in between.
+			case err != nil:
+				errs = append(errs, fmt.Errorf("inspect %s: %w", id, err))
+			case diedOnLastAttempt(info) && jobs.Revivals(info.Payload) < MaxRevivals:
+				t := jobs.Lookup(info.Type)
+				dead[t] = append(dead[t], w)
+				revivals[id] = jobs.Revivals(info.Payload)
+			}
+			return nil
+		})
 	}
+	g.Wait()
 	revived := 0
 	for t, work := range dead {
 		owed, err := t.Owed(r.Store, ctx, endcall.OwedQuery{Of: subjects(work)})

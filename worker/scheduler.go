@@ -13,10 +13,11 @@ import (
 
 // Scheduler enqueues a periodic task once per slot of Interval, slots being
 // aligned on the wall clock so that every process agrees on them. Each
-// worker process runs one, and still each slot runs once: the task of a slot
-// has an ID derived from it (see jobs.NewEndOverdueTask), so the enqueues of
-// the other schedulers are refused as duplicates. asynq's own Scheduler cannot
-// do this: its tasks' options, and so their IDs, are fixed at registration.
+// worker process runs one per periodic task type, and still each slot runs
+// once: the task of a slot has an ID derived from it (see
+// jobs.NewEndOverdueTask), so the enqueues of the other schedulers are
+// refused as duplicates. asynq's own Scheduler cannot do this: its tasks'
+// options, and so their IDs, are fixed at registration.
 type Scheduler struct {
 	Client   *asynq.Client
 	Interval time.Duration
