@@ -152,7 +152,7 @@ func (e *Enqueuer) task(w endcall.Work, revived int) (*asynq.Task, error) {
 			return nil, err
 		}
 	}
-	opts := append(t.Options(e), asynq.TaskID(t.ID(w)), asynq.Queue(t.Queue))
+	opts := append([]asynq.Option{asynq.TaskID(t.ID(w)), asynq.Queue(t.Queue)}, t.Options(e)...)
 	return asynq.NewTask(t.Type, payload, opts...), nil
 }
 
