@@ -35,7 +35,8 @@ import (
 // time is left archived in the end. A task whose worker died thus runs again
 // within 120 s plus Interval: 3 minutes with RECOVERY_SWEEP_INTERVAL at its
 // default, 1m. A task archived for any other reason stays archived, visible
-// and re-runnable in the dashboard.
+// and re-runnable in the dashboard; so does a periodic task whose worker
+// died, since Postgres owes it nothing: its next slot does its work.
 //
 // Outcomes of work done are committed without waiting for the WAL flush, so
 // a crash of Postgres can also lose the record of work that was done: that
