@@ -5,17 +5,23 @@ import (
 	"time"
 )
 
+// BulkStatus is where a bulk end job stands.
+type BulkStatus string
+
 // Bulk end job statuses.
 const (
-	BulkRunning   = "running"
-	BulkCompleted = "completed"
+	BulkRunning   BulkStatus = "running"
+	BulkCompleted BulkStatus = "completed"
 )
 
-// Results of one call of a bulk end.
+// BulkOutcome is what a bulk end did to one of its calls.
+type BulkOutcome string
+
+// Outcomes of one call of a bulk end.
 const (
-	BulkEnded        = "ended"
-	BulkAlreadyEnded = "already_ended"
-	BulkFailed       = "failed"
+	BulkEnded        BulkOutcome = "ended"
+	BulkAlreadyEnded BulkOutcome = "already_ended"
+	BulkFailed       BulkOutcome = "failed"
 )
 
 // BulkFilter selects the active calls of a workspace that a bulk end ends:
@@ -45,7 +51,7 @@ type BulkEndRequest struct {
 // BulkEnd is a bulk end job and its progress, as the API shows it.
 type BulkEnd struct {
 	ID           string     `json:"id"`
-	Status       string     `json:"status"`
+	Status       BulkStatus `json:"status"`
 	Matched      int        `json:"matched"`
 	Ended        int        `json:"ended"`
 	AlreadyEnded int        `json:"already_ended"`
@@ -58,7 +64,7 @@ type BulkEnd struct {
 type BulkEndJob struct {
 	ID           string
 	WorkspaceID  string
-	Status       string
+	Status       BulkStatus
 	Reason       string
 	FinalMessage string
 }

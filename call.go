@@ -5,25 +5,28 @@ import (
 	"time"
 )
 
+// CallStatus is the state of a call with its provider, Twilio's names.
+type CallStatus string
+
 // Call statuses. The first three are active; the rest are final.
 const (
-	StatusQueued     = "queued"
-	StatusRinging    = "ringing"
-	StatusInProgress = "in-progress"
-	StatusCompleted  = "completed"
-	StatusCanceled   = "canceled"
-	StatusBusy       = "busy"
-	StatusNoAnswer   = "no-answer"
-	StatusFailed     = "failed"
+	StatusQueued     CallStatus = "queued"
+	StatusRinging    CallStatus = "ringing"
+	StatusInProgress CallStatus = "in-progress"
+	StatusCompleted  CallStatus = "completed"
+	StatusCanceled   CallStatus = "canceled"
+	StatusBusy       CallStatus = "busy"
+	StatusNoAnswer   CallStatus = "no-answer"
+	StatusFailed     CallStatus = "failed"
 )
 
 // IsActive reports whether a call in this status can still be ended.
-func IsActive(status string) bool {
+func IsActive(status CallStatus) bool {
 	return status == StatusQueued || status == StatusRinging || status == StatusInProgress
 }
 
 // StatusRank orders the active statuses so that updates only move forward.
-func StatusRank(status string) int {
+func StatusRank(status CallStatus) int {
 	switch status {
 	case StatusQueued:
 		return 1
@@ -35,33 +38,50 @@ func StatusRank(status string) int {
 	return 4
 }
 
-// Provider hangup outcomes stored in provider_hangup_status.
+// HangupStatus is where the provider hangup an ended call owes stands, as
+// stored in provider_hangup_status.
+type HangupStatus string
+
+// Provider hangup outcomes.
 const (
-	HangupPending      = "pending"
-	HangupSucceeded    = "succeeded"
-	HangupAlreadyEnded = "already_ended"
-	HangupFailed       = "failed"
-	HangupRetrying     = "retrying"
-	HangupSkipped      = "skipped"
+	HangupPending      HangupStatus = "pending"
+	HangupSucceeded    HangupStatus = "succeeded"
+	HangupAlreadyEnded HangupStatus = "already_ended"
+	HangupFailed       HangupStatus = "failed"
+	HangupRetrying     HangupStatus = "retrying"
+	HangupSkipped      HangupStatus = "skipped"
 )
 
-// Room and analysis statuses.
+// RoomStatus is where the deletion of an ended call's media room stands.
+type RoomStatus string
+
+// Room statuses.
 const (
-	RoomPending       = "pending"
-	RoomDeleted       = "deleted"
-	RoomSkipped       = "skipped"
-	RoomFailed        = "failed"
-	AnalysisPending   = "pending"
-	AnalysisCompleted = "completed"
-	AnalysisFailed    = "failed"
+	RoomPending RoomStatus = "pending"
+	RoomDeleted RoomStatus = "deleted"
+	RoomSkipped RoomStatus = "skipped"
+	RoomFailed  RoomStatus = "failed"
 )
 
-// What ended a call; the label of the calls-ended metric.
+// AnalysisStatus is where the analysis of an ended call stands.
+type AnalysisStatus string
+
+// Analysis statuses.
 const (
-	TriggerAPI      = "api"
-	TriggerProvider = "provider"
-	TriggerOverdue  = "overdue"
-	TriggerBulk     = "bulk"
+	AnalysisPending   AnalysisStatus = "pending"
+	AnalysisCompleted AnalysisStatus = "completed"
+	AnalysisFailed    AnalysisStatus = "failed"
+)
+
+// Trigger is what ended a call; the label of the calls-ended metric.
+type Trigger string
+
+// Triggers.
+const (
+	TriggerAPI      Trigger = "api"
+	TriggerProvider Trigger = "provider"
+	TriggerOverdue  Trigger = "overdue"
+	TriggerBulk     Trigger = "bulk"
 )
 
 // Disconnect reasons the service writes itself.
@@ -90,7 +110,7 @@ type Call struct {
 	CallFrom              string          `json:"call_from"`
 	CallTo                string          `json:"call_to"`
 	CallDirection         string          `json:"call_direction"`
-	CallStatus            string          `json:"call_status"`
+	CallStatus            CallStatus      `json:"call_status"`
 	CallDuration          *int            `json:"call_duration"`
 	IsTest                bool            `json:"is_test"`
 	AIAgentID             *string         `json:"ai_agent_id"`
@@ -108,9 +128,9 @@ type Call struct {
 	MaxDurationSeconds    *int            `json:"max_duration_seconds"`
 	DisconnectReason      *string         `json:"disconnect_reason"`
 	FinalMessage          *string         `json:"final_message"`
-	ProviderHangupStatus  *string         `json:"provider_hangup_status"`
-	RoomStatus            *string         `json:"room_status"`
-	AnalysisStatus        *string         `json:"analysis_status"`
+	ProviderHangupStatus  *HangupStatus   `json:"provider_hangup_status"`
+	RoomStatus            *RoomStatus     `json:"room_status"`
+	AnalysisStatus        *AnalysisStatus `json:"analysis_status"`
 	AnalysisSentiment     *string         `json:"analysis_sentiment"`
 	Analysis              *Analysis       `json:"analysis"`
 	AgentPostCallOutcomes json.RawMessage `json:"agent_post_call_outcomes"`
@@ -197,7 +217,7 @@ type Optional[T any] struct {
 // CallPatch is a PATCH of a call. Only CallRating and CallFeedback may
 // change once a call has ended.
 type CallPatch struct {
-	CallStatus       Optional[string]
+	CallStatus       Optional[CallStatus]
 	TranscriptObject Optional[[]Turn]
 	RecordURL        Optional[string]
 	Notes            Optional[string]
@@ -211,4 +231,14 @@ type CallPatch struct {
 // rating and feedback, which is refused on an ended call.
 func (p CallPatch) TouchesActiveFields() bool {
 	return p.CallStatus.Set || p.TranscriptObject.Set || p.RecordURL.Set || p.Notes.Set || p.Metadata.Set || p.RoomName.Set
+}
+
+// Deref returns *p, or the zero value when p is nil: an absent field of a
+// Call reads as empty.
+func Deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
 }

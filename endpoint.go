@@ -2,18 +2,29 @@ package endcall
 
 import "time"
 
+// DeliveryStatus is where a delivery stands.
+type DeliveryStatus string
+
 // Delivery statuses.
 const (
-	DeliveryPending   = "pending"
-	DeliverySucceeded = "succeeded"
-	DeliveryFailed    = "failed"
+	DeliveryPending   DeliveryStatus = "pending"
+	DeliverySucceeded DeliveryStatus = "succeeded"
+	DeliveryFailed    DeliveryStatus = "failed"
 )
 
-// Reasons an endpoint was disabled by the service itself. An endpoint
-// disabled through the API has no reason.
+// Valid reports whether s is a delivery status.
+func (s DeliveryStatus) Valid() bool {
+	return s == DeliveryPending || s == DeliverySucceeded || s == DeliveryFailed
+}
+
+// DisabledReason says why the service disabled an endpoint itself. An
+// endpoint disabled through the API has no reason.
+type DisabledReason string
+
+// Reasons an endpoint was disabled by the service itself.
 const (
-	DisabledFailing = "failing" // every attempt failed for WEBHOOK_DISABLE_AFTER
-	DisabledGone    = "gone"    // the receiver answered 410 Gone
+	DisabledFailing DisabledReason = "failing" // every attempt failed for WEBHOOK_DISABLE_AFTER
+	DisabledGone    DisabledReason = "gone"    // the receiver answered 410 Gone
 )
 
 // Most requests a second an endpoint's rate_limit may name.
@@ -31,13 +42,13 @@ type WebhookEndpoint struct {
 	Description *string  `json:"description"`
 	// RateLimit is the most requests a second sent to the endpoint across
 	// every worker; nil for no limit.
-	RateLimit      *int           `json:"rate_limit"`
-	Enabled        bool           `json:"enabled"`
-	DisabledReason *string        `json:"disabled_reason"`
-	Health         EndpointHealth `json:"health"`
-	CreatedAt      time.Time      `json:"created_at"`
-	UpdatedAt      time.Time      `json:"updated_at"`
-	Secret         string         `json:"-"`
+	RateLimit      *int            `json:"rate_limit"`
+	Enabled        bool            `json:"enabled"`
+	DisabledReason *DisabledReason `json:"disabled_reason"`
+	Health         EndpointHealth  `json:"health"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+	Secret         string          `json:"-"`
 }
 
 // EndpointHealth sums up an endpoint's recent attempts. FailingSince is the
@@ -68,7 +79,7 @@ type Delivery struct {
 	Event      string `json:"event"`
 	// CallID is nil for a test event, whose call is an example.
 	CallID    *string           `json:"call_id"`
-	Status    string            `json:"status"`
+	Status    DeliveryStatus    `json:"status"`
 	CreatedAt time.Time         `json:"created_at"`
 	Attempts  []DeliveryAttempt `json:"attempts"`
 }
@@ -95,6 +106,10 @@ type DeliveryJob struct {
 	Secrets       []string
 	Body          []byte // fixed when the delivery is created, else by the first attempt
 	NextAttemptAt time.Time
+	// WaitsFor, on a call.analyzed delivery whose call's call.ended
+	// delivery to the same endpoint is still pending, is when that one's
+	// next attempt is due; nil when there is nothing to wait for.
+	WaitsFor *time.Time
 }
 
 // DeliveryFilter selects deliveries of a workspace, newest first; empty
@@ -104,7 +119,7 @@ type DeliveryFilter struct {
 	WorkspaceID string
 	EndpointID  string
 	CallID      string
-	Status      string
+	Status      DeliveryStatus
 	Event       string
 	Limit       int
 	After       *DeliveryCursor
@@ -123,5 +138,5 @@ type ReplayFilter struct {
 	EndpointID  string
 	Since       time.Time
 	Until       time.Time
-	Status      string
+	Status      DeliveryStatus
 }

@@ -13,7 +13,7 @@ type CallQuery struct {
 	AIAgentID   string
 	// Statuses are the call statuses the status parameter matched; nil
 	// means no status filter, empty means nothing can match.
-	Statuses         []string
+	Statuses         []CallStatus
 	Search           string
 	DisconnectReason string
 	// StartedFrom and StartedBefore bound started_at: from inclusive,
@@ -91,17 +91,17 @@ func OperatorApplies(op string, typ int) bool {
 }
 
 // Statuses lists every call status, active and final.
-var Statuses = []string{StatusQueued, StatusRinging, StatusInProgress, StatusCompleted,
+var Statuses = []CallStatus{StatusQueued, StatusRinging, StatusInProgress, StatusCompleted,
 	StatusCanceled, StatusBusy, StatusNoAnswer, StatusFailed}
 
 // StatusesMatching returns the statuses that contain s, ignoring case: the
 // status filter's partial match, resolved against the closed set of values
 // call_status can hold so that the database can use an index for it.
-func StatusesMatching(s string) []string {
+func StatusesMatching(s string) []CallStatus {
 	s = strings.ToLower(s)
-	out := []string{}
+	out := []CallStatus{}
 	for _, st := range Statuses {
-		if strings.Contains(st, s) {
+		if strings.Contains(string(st), s) {
 			out = append(out, st)
 		}
 	}

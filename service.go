@@ -13,10 +13,10 @@ type EndRequest struct {
 	// FinalMessage, when set, is spoken to an in-progress call before the
 	// provider hangs it up.
 	FinalMessage string
-	Trigger      string
+	Trigger      Trigger
 	// ProviderStatus is set when the provider reported the call over: its
 	// final status is stored and no hangup request is made.
-	ProviderStatus string
+	ProviderStatus CallStatus
 }
 
 // EndResult is what ending a call did.
@@ -46,7 +46,7 @@ type EndStore interface {
 	RecordEnd(ctx context.Context, e EndRecord) (*RecordedEnd, error)
 	// FinishHangup stores the outcome of a hangup on a call whose hangup is
 	// still pending or retrying; a late or repeated outcome changes nothing.
-	FinishHangup(ctx context.Context, callID, outcome string) error
+	FinishHangup(ctx context.Context, callID string, outcome HangupStatus) error
 }
 
 // EndRecord is an end to record.
@@ -57,7 +57,7 @@ type EndRecord struct {
 	FinalMessage string
 	// ProviderStatus, when set, is the final status the provider reported;
 	// otherwise the call is completed, or canceled when it never connected.
-	ProviderStatus string
+	ProviderStatus CallStatus
 	// Hangup says whether the end owes a provider hangup (telephony is real
 	// and the provider did not report the end itself).
 	Hangup bool
@@ -81,7 +81,7 @@ type Telephony interface {
 	// saying t.FinalMessage first when it is set and the call is in
 	// progress. It returns HangupSucceeded or HangupAlreadyEnded, or an
 	// error; a *HangupError with Permanent set must not be retried.
-	Hangup(ctx context.Context, t HangupTarget) (string, error)
+	Hangup(ctx context.Context, t HangupTarget) (HangupStatus, error)
 }
 
 // HangupError is a provider refusal that retrying cannot fix.
@@ -100,9 +100,9 @@ func (e *HangupError) Unwrap() error { return e.Err }
 // decrypted): the hangup then fails at once.
 type HangupTarget struct {
 	CallSID        string
-	Status         string
+	Status         CallStatus
 	FinalMessage   string
-	HangupStatus   string
+	HangupStatus   HangupStatus
 	Credentials    *ProviderCredentials
 	CredentialsErr error
 }
@@ -112,5 +112,5 @@ type HangupStore interface {
 	HangupTarget(ctx context.Context, callID string) (*HangupTarget, error)
 	// FinishHangup stores outcome on a call whose hangup is still pending
 	// or retrying.
-	FinishHangup(ctx context.Context, callID, outcome string) error
+	FinishHangup(ctx context.Context, callID string, outcome HangupStatus) error
 }

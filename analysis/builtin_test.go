@@ -18,16 +18,14 @@ var fixedNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 func clock() time.Time { return fixedNow }
 
-func ms(v int64) *int64 { return &v }
-
 // turn builds a turn; times are optional (pass -1 for none).
 func turn(role, content string, start, end int64) endcall.Turn {
 	t := endcall.Turn{Role: role, Content: content}
 	if start >= 0 {
-		t.StartMS = ms(start)
+		t.StartMS = new(start)
 	}
 	if end >= 0 {
-		t.EndMS = ms(end)
+		t.EndMS = new(end)
 	}
 	return t
 }
@@ -176,13 +174,13 @@ func TestBuiltinMetricsEdgeCases(t *testing.T) {
 				return c
 			}(),
 			want: endcall.Metrics{DurationSeconds: 60, Turns: 2, AgentTurns: 1, UserTurns: 1, AgentWords: 1, UserWords: 3,
-				AgentTalkRatio: 0.25, WordsPerMinute: 4, AvgAgentResponseMS: ptr(500.0)},
+				AgentTalkRatio: 0.25, WordsPerMinute: 4, AvgAgentResponseMS: new(500.0)},
 		},
 		{
 			name: "agent barging in counts as 0 ms; other roles count as turns only",
 			call: callWith(turn("user", "wait", 0, 2000), turn("agent", "yes", 1500, 2500), turn("system", "note words here", -1, -1)),
 			want: endcall.Metrics{DurationSeconds: 3, Turns: 3, AgentTurns: 1, UserTurns: 1, AgentWords: 1, UserWords: 1,
-				AgentTalkRatio: 0.5, WordsPerMinute: 40, AvgAgentResponseMS: ptr(0.0)},
+				AgentTalkRatio: 0.5, WordsPerMinute: 40, AvgAgentResponseMS: new(0.0)},
 		},
 	}
 	for _, tt := range tests {
@@ -348,8 +346,6 @@ func BenchmarkBuiltinAnalyze(b *testing.B) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func jsonOf(v any) string {
 	b, err := json.Marshal(v)

@@ -204,10 +204,10 @@ func decodeNewCall(body []byte, now time.Time) (*endcall.Call, string, error) {
 	if v, err := o.str("call_status"); err != nil {
 		return nil, "", err
 	} else if v != nil {
-		if !endcall.IsActive(*v) {
+		if !endcall.IsActive(endcall.CallStatus(*v)) {
 			return nil, "", invalid(`call_status must be "queued", "ringing" or "in-progress".`)
 		}
-		c.CallStatus = *v
+		c.CallStatus = endcall.CallStatus(*v)
 	}
 	if v, err := o.str("started_at"); err != nil {
 		return nil, "", err
@@ -339,10 +339,10 @@ func decodePatch(body []byte) (endcall.CallPatch, error) {
 		v, err := o.str("call_status")
 		if err != nil {
 			return p, err
-		} else if v == nil || !endcall.IsActive(*v) {
+		} else if v == nil || !endcall.IsActive(endcall.CallStatus(*v)) {
 			return p, invalid(`call_status must be "queued", "ringing" or "in-progress"; end a call with POST /v1/calls/end.`)
 		}
-		p.CallStatus = endcall.Optional[string]{Set: true, Value: v}
+		p.CallStatus = endcall.Optional[endcall.CallStatus]{Set: true, Value: new(endcall.CallStatus(*v))}
 	}
 	if o.has("transcript_object") {
 		turns, err := decodeTurns(o)

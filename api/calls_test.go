@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/endcall/endcall"
 )
 
 func TestCreateCallDefaultsAndLookup(t *testing.T) {
@@ -18,11 +20,11 @@ func TestCreateCallDefaultsAndLookup(t *testing.T) {
 		"transcript_object": []map[string]any{{"role": "agent", "content": "Hi"}, {"role": "user", "content": "Hello", "start_ms": 10, "end_ms": 20}}})
 	r.want(t, 201, "")
 	c := r.call(t)
-	if c.CallStatus != "in-progress" || c.StartedAt == nil || c.CallProvider != "twilio" || deref(c.PhoneNumberID) != phoneID {
-		t.Errorf("defaults: got status %q started %v provider %q phone %q", c.CallStatus, c.StartedAt, c.CallProvider, deref(c.PhoneNumberID))
+	if c.CallStatus != "in-progress" || c.StartedAt == nil || c.CallProvider != "twilio" || endcall.Deref(c.PhoneNumberID) != phoneID {
+		t.Errorf("defaults: got status %q started %v provider %q phone %q", c.CallStatus, c.StartedAt, c.CallProvider, endcall.Deref(c.PhoneNumberID))
 	}
-	if deref(c.Transcript) != "agent: Hi\nuser: Hello" {
-		t.Errorf("transcript: got %q", deref(c.Transcript))
+	if endcall.Deref(c.Transcript) != "agent: Hi\nuser: Hello" {
+		t.Errorf("transcript: got %q", endcall.Deref(c.Transcript))
 	}
 	if string(c.Metadata) != `{"k": "v"}` && string(c.Metadata) != `{"k":"v"}` {
 		t.Errorf("metadata: got %s", c.Metadata)
@@ -37,8 +39,8 @@ func TestCreateCallDefaultsAndLookup(t *testing.T) {
 	}
 	in := b.do("POST", "/v1/calls", "", map[string]any{"call_from": "+15550999999", "call_to": "+15550100009", "call_direction": "inbound", "call_status": "ringing"})
 	in.want(t, 201, "")
-	if got := in.call(t); deref(got.PhoneNumberID) != inbound || got.StartedAt != nil {
-		t.Errorf("inbound: got phone %q started %v, want %q and null", deref(got.PhoneNumberID), got.StartedAt, inbound)
+	if got := in.call(t); endcall.Deref(got.PhoneNumberID) != inbound || got.StartedAt != nil {
+		t.Errorf("inbound: got phone %q started %v, want %q and null", endcall.Deref(got.PhoneNumberID), got.StartedAt, inbound)
 	}
 	g := b.do("GET", "/v1/calls/"+c.ID, "", nil)
 	g.want(t, 200, "")
@@ -122,8 +124,8 @@ func TestPatchCall(t *testing.T) {
 		"transcript_object": []map[string]any{{"role": "user", "content": "yes"}}})
 	r.want(t, 200, "")
 	got := r.call(t)
-	if got.CallStatus != "in-progress" || got.StartedAt == nil || deref(got.Notes) != "n1" || deref(got.Transcript) != "user: yes" {
-		t.Errorf("patched: status %q started %v notes %q transcript %q", got.CallStatus, got.StartedAt, deref(got.Notes), deref(got.Transcript))
+	if got.CallStatus != "in-progress" || got.StartedAt == nil || endcall.Deref(got.Notes) != "n1" || endcall.Deref(got.Transcript) != "user: yes" {
+		t.Errorf("patched: status %q started %v notes %q transcript %q", got.CallStatus, got.StartedAt, endcall.Deref(got.Notes), endcall.Deref(got.Transcript))
 	}
 	b.do("PATCH", path, "", map[string]any{"call_status": "ringing"}).want(t, 409, "conflict")
 	b.do("PATCH", path, "", map[string]any{"notes": nil}).want(t, 200, "")
@@ -159,8 +161,8 @@ func TestPatchCall(t *testing.T) {
 	}
 	r = b.do("PATCH", path, "", map[string]any{"call_rating": 4, "call_feedback": "good"})
 	r.want(t, 200, "")
-	if got := r.call(t); got.CallRating == nil || *got.CallRating != 4 || deref(got.CallFeedback) != "good" {
-		t.Errorf("rating after end: got %v %q", got.CallRating, deref(got.CallFeedback))
+	if got := r.call(t); got.CallRating == nil || *got.CallRating != 4 || endcall.Deref(got.CallFeedback) != "good" {
+		t.Errorf("rating after end: got %v %q", got.CallRating, endcall.Deref(got.CallFeedback))
 	}
 	_, otherKey, _ := b.store.CreateAPIKey(context.Background(), "other")
 	b.do("PATCH", path, otherKey, map[string]any{"call_rating": 1}).want(t, 404, "not_found")

@@ -27,13 +27,13 @@ func TestEndCallHangsUpRecordsAndQueues(t *testing.T) {
 		t.Errorf("message: got %q, want %q", r.Message, "Call ended")
 	}
 	got := r.call(t)
-	if got.CallStatus != "completed" || deref(got.DisconnectReason) != "Ended Via API call" ||
-		deref(got.ProviderHangupStatus) != "succeeded" || got.EndedAt == nil || got.CallDuration == nil {
+	if got.CallStatus != "completed" || endcall.Deref(got.DisconnectReason) != "Ended Via API call" ||
+		endcall.Deref(got.ProviderHangupStatus) != "succeeded" || got.EndedAt == nil || got.CallDuration == nil {
 		t.Errorf("ended call: got status %q reason %q hangup %q ended_at %v duration %v",
-			got.CallStatus, deref(got.DisconnectReason), deref(got.ProviderHangupStatus), got.EndedAt, got.CallDuration)
+			got.CallStatus, endcall.Deref(got.DisconnectReason), endcall.Deref(got.ProviderHangupStatus), got.EndedAt, got.CallDuration)
 	}
-	if deref(got.RoomStatus) != "pending" || deref(got.AnalysisStatus) != "pending" {
-		t.Errorf("owed work: got room %q analysis %q, want pending, pending", deref(got.RoomStatus), deref(got.AnalysisStatus))
+	if endcall.Deref(got.RoomStatus) != "pending" || endcall.Deref(got.AnalysisStatus) != "pending" {
+		t.Errorf("owed work: got room %q analysis %q, want pending, pending", endcall.Deref(got.RoomStatus), endcall.Deref(got.AnalysisStatus))
 	}
 	hangups := b.twilio.Hangups(*c.CallSID)
 	if len(hangups) != 1 {
@@ -88,7 +88,7 @@ func TestEndCallReasons(t *testing.T) {
 			}
 			r := b.do("POST", "/v1/calls/end", "", body)
 			r.want(t, 200, "")
-			if got := deref(r.call(t).DisconnectReason); got != tc.want {
+			if got := endcall.Deref(r.call(t).DisconnectReason); got != tc.want {
 				t.Errorf("disconnect_reason: got %q, want %q", got, tc.want)
 			}
 		})
@@ -143,7 +143,7 @@ func TestEndCallTwiceIsIdempotent(t *testing.T) {
 	if second.Message != "Call already ended" {
 		t.Errorf("message: got %q, want %q", second.Message, "Call already ended")
 	}
-	if got := deref(second.call(t).DisconnectReason); got != "first" {
+	if got := endcall.Deref(second.call(t).DisconnectReason); got != "first" {
 		t.Errorf("disconnect_reason: got %q, want first", got)
 	}
 	if n := b.twilio.HangupCount(*c.CallSID); n != 1 {
@@ -395,7 +395,7 @@ func TestProviderAlreadyEndedCountsAsSuccess(t *testing.T) {
 	b.twilio.FailNextWith(*c.CallSID, 1, twiliotest.ErrNotInProgress)
 	r := b.do("POST", "/v1/calls/end", "", map[string]any{"call_id": c.ID})
 	r.want(t, 200, "")
-	if got := deref(r.call(t).ProviderHangupStatus); got != "already_ended" {
+	if got := endcall.Deref(r.call(t).ProviderHangupStatus); got != "already_ended" {
 		t.Errorf("provider_hangup_status: got %q, want already_ended", got)
 	}
 	if got := b.tasks("critical"); len(got) != 0 {
@@ -412,8 +412,8 @@ func TestProviderFailureIsRetriedInBackground(t *testing.T) {
 	r := b.do("POST", "/v1/calls/end", "", map[string]any{"call_id": c.ID})
 	r.want(t, 200, "")
 	got := r.call(t)
-	if deref(got.ProviderHangupStatus) != "retrying" || got.CallStatus != "completed" || got.EndedAt == nil {
-		t.Errorf("got hangup %q status %q ended_at %v, want retrying, completed, set", deref(got.ProviderHangupStatus), got.CallStatus, got.EndedAt)
+	if endcall.Deref(got.ProviderHangupStatus) != "retrying" || got.CallStatus != "completed" || got.EndedAt == nil {
+		t.Errorf("got hangup %q status %q ended_at %v, want retrying, completed, set", endcall.Deref(got.ProviderHangupStatus), got.CallStatus, got.EndedAt)
 	}
 	if want := []string{"hangup:" + c.ID}; !slices.Equal(b.tasks("critical"), want) {
 		t.Errorf("critical tasks: got %v, want %v", b.tasks("critical"), want)
@@ -432,7 +432,7 @@ func TestProviderTimeoutDoesNotFailTheEnd(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 2*time.Second {
 		t.Errorf("end took %v; PROVIDER_TIMEOUT is 200ms", elapsed)
 	}
-	if got := deref(r.call(t).ProviderHangupStatus); got != "retrying" {
+	if got := endcall.Deref(r.call(t).ProviderHangupStatus); got != "retrying" {
 		t.Errorf("provider_hangup_status: got %q, want retrying", got)
 	}
 }
@@ -446,8 +446,8 @@ func TestEndWhileRedisIsDownStillSucceeds(t *testing.T) {
 	r := b.do("POST", "/v1/calls/end", "", map[string]any{"call_id": c.ID})
 	r.want(t, 200, "")
 	got := r.call(t)
-	if deref(got.RoomStatus) != "pending" || deref(got.AnalysisStatus) != "pending" {
-		t.Errorf("owed work: room %q analysis %q, want pending", deref(got.RoomStatus), deref(got.AnalysisStatus))
+	if endcall.Deref(got.RoomStatus) != "pending" || endcall.Deref(got.AnalysisStatus) != "pending" {
+		t.Errorf("owed work: room %q analysis %q, want pending", endcall.Deref(got.RoomStatus), endcall.Deref(got.AnalysisStatus))
 	}
 	var pending int
 	b.pool.QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE call_id = $1 AND status = 'pending'`, c.ID).Scan(&pending)
@@ -488,13 +488,6 @@ func TestEndWhileDatabaseIsDownIs503(t *testing.T) {
 	if b.twilio.HangupCount(*c.CallSID) != 0 {
 		t.Error("a hangup was made although nothing could be recorded")
 	}
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 func sorted(s []string) []string {

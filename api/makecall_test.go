@@ -49,7 +49,7 @@ func TestMakeCallPlacesAndRegistersQueuedCall(t *testing.T) {
 		{
 			name:      "BYOT number by phone_number_id, own limit",
 			body:      map[string]any{"phone_number_id": byotPhone, "call_to": "+15550309998", "max_duration_seconds": 120},
-			wantPhone: byotPhone, wantFrom: "+15550300001", wantAccount: byotAccount, wantTimeLimit: "120", wantMax: ptr(120),
+			wantPhone: byotPhone, wantFrom: "+15550300001", wantAccount: byotAccount, wantTimeLimit: "120", wantMax: new(120),
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,14 +77,14 @@ func TestMakeCallPlacesAndRegistersQueuedCall(t *testing.T) {
 			if got, want := f["StatusCallbackEvent"], []string{"initiated", "ringing", "answered", "completed"}; !slices.Equal(got, want) {
 				t.Errorf("Twilio StatusCallbackEvent: got %v, want %v", got, want)
 			}
-			sid, _ := b.twilio.Call(deref(c.CallSID))
-			if deref(c.CallSID) == "" || sid.SID != deref(c.CallSID) {
-				t.Errorf("call_sid: got %q, not the SID the fake created", deref(c.CallSID))
+			sid, _ := b.twilio.Call(endcall.Deref(c.CallSID))
+			if endcall.Deref(c.CallSID) == "" || sid.SID != endcall.Deref(c.CallSID) {
+				t.Errorf("call_sid: got %q, not the SID the fake created", endcall.Deref(c.CallSID))
 			}
 			if c.CallStatus != "queued" || c.CallDirection != "outbound" || c.CallFrom != tc.wantFrom || c.CallTo != tc.body["call_to"] ||
-				deref(c.PhoneNumberID) != tc.wantPhone || c.StartedAt != nil || c.EndedAt != nil || c.CallProvider != "twilio" {
+				endcall.Deref(c.PhoneNumberID) != tc.wantPhone || c.StartedAt != nil || c.EndedAt != nil || c.CallProvider != "twilio" {
 				t.Errorf("registered call: got status %q direction %q from %q to %q phone %q started %v ended %v",
-					c.CallStatus, c.CallDirection, c.CallFrom, c.CallTo, deref(c.PhoneNumberID), c.StartedAt, c.EndedAt)
+					c.CallStatus, c.CallDirection, c.CallFrom, c.CallTo, endcall.Deref(c.PhoneNumberID), c.StartedAt, c.EndedAt)
 			}
 			if (c.MaxDurationSeconds == nil) != (tc.wantMax == nil) || (c.MaxDurationSeconds != nil && *c.MaxDurationSeconds != *tc.wantMax) {
 				t.Errorf("max_duration_seconds: got %v, want %v", c.MaxDurationSeconds, tc.wantMax)
@@ -93,7 +93,7 @@ func TestMakeCallPlacesAndRegistersQueuedCall(t *testing.T) {
 				t.Errorf("agent_dynamic_variables: got %s, want %s", c.AgentDynamicVariables, tc.wantVars)
 			}
 			stored, err := b.store.GetCall(context.Background(), b.workspace, c.ID)
-			if err != nil || deref(stored.CallSID) != deref(c.CallSID) || stored.CallStatus != "queued" {
+			if err != nil || endcall.Deref(stored.CallSID) != endcall.Deref(c.CallSID) || stored.CallStatus != "queued" {
 				t.Errorf("stored call: got %+v, %v", stored, err)
 			}
 		})
@@ -209,8 +209,8 @@ func TestMakeCallConfiguration(t *testing.T) {
 				t.Errorf("Twilio requests: got %d, want 0", got)
 			}
 			if tc.wantStatus == 201 {
-				if c := r.call(t); !strings.HasPrefix(deref(c.CallSID), "CA") || c.CallStatus != "queued" {
-					t.Errorf("simulated call: got sid %q status %q", deref(c.CallSID), c.CallStatus)
+				if c := r.call(t); !strings.HasPrefix(endcall.Deref(c.CallSID), "CA") || c.CallStatus != "queued" {
+					t.Errorf("simulated call: got sid %q status %q", endcall.Deref(c.CallSID), c.CallStatus)
 				}
 			}
 		})
@@ -244,8 +244,6 @@ func TestMakeCallCancelsCallItCannotRegister(t *testing.T) {
 		t.Errorf("placed call: got %+v (found %v), want it canceled at Twilio", c, ok)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // sameJSON reports whether got and want are equal JSON values; jsonb
 // storage does not keep key order or spacing.

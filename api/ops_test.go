@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/api"
 )
 
@@ -209,14 +210,14 @@ func TestTranscriptAssistantRole(t *testing.T) {
 		"transcript_object": []map[string]any{{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Hello"}}})
 	r.want(t, 201, "")
 	c := r.call(t)
-	if deref(c.Transcript) != "agent: Hi\nuser: Hello" || len(c.TranscriptObject) != 2 || c.TranscriptObject[0].Role != "agent" {
-		t.Errorf("created: transcript %q turns %+v", deref(c.Transcript), c.TranscriptObject)
+	if endcall.Deref(c.Transcript) != "agent: Hi\nuser: Hello" || len(c.TranscriptObject) != 2 || c.TranscriptObject[0].Role != "agent" {
+		t.Errorf("created: transcript %q turns %+v", endcall.Deref(c.Transcript), c.TranscriptObject)
 	}
 	r = b.do("PATCH", "/v1/calls/"+c.ID, "", map[string]any{"transcript_object": []map[string]any{{"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"}}})
 	r.want(t, 200, "")
 	got := b.do("GET", "/v1/calls/"+c.ID, "", nil).call(t)
-	if deref(got.Transcript) != "user: Bye\nagent: Goodbye" || len(got.TranscriptObject) != 2 || got.TranscriptObject[1].Role != "agent" {
-		t.Errorf("patched and read back: transcript %q turns %+v", deref(got.Transcript), got.TranscriptObject)
+	if endcall.Deref(got.Transcript) != "user: Bye\nagent: Goodbye" || len(got.TranscriptObject) != 2 || got.TranscriptObject[1].Role != "agent" {
+		t.Errorf("patched and read back: transcript %q turns %+v", endcall.Deref(got.Transcript), got.TranscriptObject)
 	}
 	b.do("POST", "/v1/calls", "", map[string]any{"call_from": "+15550700000", "call_to": "+15550700001", "call_direction": "outbound",
 		"transcript_object": []map[string]any{{"role": "system", "content": "x"}}}).want(t, 400, "invalid_request")

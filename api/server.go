@@ -30,7 +30,7 @@ type Store interface {
 	DialingNumber(ctx context.Context, workspaceID, id, number string) (*endcall.PhoneNumber, *endcall.ProviderCredentials, error)
 	TwilioAuthTokens(ctx context.Context, accountSID string) ([]string, error)
 	CallByProviderSID(ctx context.Context, provider, sid string) (*endcall.Call, *endcall.ProviderCredentials, error)
-	AdvanceCallStatus(ctx context.Context, workspaceID, callID, status string, at time.Time) (bool, error)
+	AdvanceCallStatus(ctx context.Context, workspaceID, callID string, status endcall.CallStatus, at time.Time) (bool, error)
 	endcall.BulkEndStore
 }
 

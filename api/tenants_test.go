@@ -129,7 +129,7 @@ func TestTwilioStatusSurvivesTokenPoisoning(t *testing.T) {
 		}
 	}
 
-	r, a := b.callback(account, token, deref(c.CallSID), "in-progress")
+	r, a := b.callback(account, token, endcall.Deref(c.CallSID), "in-progress")
 	r.want(t, 200, "")
 	if !a.Changed {
 		t.Errorf("genuine callback for the victim's call: got %s, want the call moved on", r.Body)
@@ -153,11 +153,11 @@ func TestTwilioStatusDeletedNumbersTokensDoNotCount(t *testing.T) {
 		"twilio_account_sid": account, "twilio_auth_token": token})
 	r.want(t, 201, "")
 	c := b.activeCall("+15550540000", account, "ringing", nil)
-	b.do("DELETE", "/v1/phone-numbers/"+deref(c.PhoneNumberID), "", nil).want(t, 200, "")
+	b.do("DELETE", "/v1/phone-numbers/"+endcall.Deref(c.PhoneNumberID), "", nil).want(t, 200, "")
 
 	r, _ = b.callback(account, token, twiliotest.NewSID("CA"), "completed")
 	r.want(t, 403, "forbidden")
-	r, a := b.callback(account, token, deref(c.CallSID), "completed")
+	r, a := b.callback(account, token, endcall.Deref(c.CallSID), "completed")
 	r.want(t, 200, "")
 	if !a.Changed {
 		t.Errorf("callback for the deleted number's own call: got %s, want it ended", r.Body)

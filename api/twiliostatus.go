@@ -24,9 +24,9 @@ var errBadSignature = endcall.Errorf(endcall.EFORBIDDEN, "The X-Twilio-Signature
 // statusAck is the answer to a status callback. Twilio ignores it, but its
 // request inspector shows it, so it names the call and nothing more.
 type statusAck struct {
-	CallID     *string `json:"call_id"`
-	CallStatus *string `json:"call_status"`
-	Changed    bool    `json:"changed"`
+	CallID     *string             `json:"call_id"`
+	CallStatus *endcall.CallStatus `json:"call_status"`
+	Changed    bool                `json:"changed"`
 }
 
 // handleTwilioStatus applies a Twilio status callback. It authenticates by
@@ -57,7 +57,7 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 	// call was placed with, reaches the call; that holds for calls of
 	// deleted numbers too. Any other callback must still be signed by a live
 	// credential of its account, and changes nothing.
-	sid, status := form.Get("CallSid"), strings.ToLower(form.Get("CallStatus"))
+	sid, status := form.Get("CallSid"), endcall.CallStatus(strings.ToLower(form.Get("CallStatus")))
 	var c *endcall.Call
 	if sid != "" && storable(sid) {
 		var creds *endcall.ProviderCredentials
@@ -107,7 +107,7 @@ func (s *Server) handleTwilioStatus(w http.ResponseWriter, r *http.Request) {
 			ack.CallStatus = &status
 		}
 	case endcall.StatusCompleted, endcall.StatusBusy, endcall.StatusNoAnswer, endcall.StatusFailed, endcall.StatusCanceled:
-		reason := status
+		reason := string(status)
 		if status == endcall.StatusCompleted {
 			reason = reasonProviderCompleted
 		}

@@ -116,12 +116,12 @@ func TestTwilioStatusMovesCallForwardThenEndsIt(t *testing.T) {
 	r := b.do("POST", "/v1/calls/make-call", "", map[string]any{"call_from": "+15550400000", "call_to": "+15550409999"})
 	r.want(t, 201, "")
 	c := r.call(t)
-	sid := deref(c.CallSID)
+	sid := endcall.Deref(c.CallSID)
 
 	for _, step := range []struct {
 		status      string
 		wantChanged bool
-		wantStatus  string
+		wantStatus  endcall.CallStatus
 	}{
 		{"initiated", false, "queued"},
 		{"ringing", true, "ringing"},
@@ -138,9 +138,9 @@ func TestTwilioStatusMovesCallForwardThenEndsIt(t *testing.T) {
 		r, a := b.callback(b.platformSID, b.platformToken, sid, step.status)
 		r.want(t, 200, "")
 		got := b.getCall(c.ID)
-		if a.Changed != step.wantChanged || got.CallStatus != step.wantStatus || deref(a.CallID) != c.ID {
+		if a.Changed != step.wantChanged || got.CallStatus != step.wantStatus || endcall.Deref(a.CallID) != c.ID {
 			t.Fatalf("after %s: got changed %v status %q call %q, want changed %v status %q call %q",
-				step.status, a.Changed, got.CallStatus, deref(a.CallID), step.wantChanged, step.wantStatus, c.ID)
+				step.status, a.Changed, got.CallStatus, endcall.Deref(a.CallID), step.wantChanged, step.wantStatus, c.ID)
 		}
 		if !step.wantChanged && b.snapshot() != before {
 			t.Fatalf("after %s: a callback that changed nothing changed the database", step.status)
@@ -150,10 +150,10 @@ func TestTwilioStatusMovesCallForwardThenEndsIt(t *testing.T) {
 		}
 	}
 	got := b.getCall(c.ID)
-	if deref(got.DisconnectReason) != "Call completed (provider)" || deref(got.ProviderHangupStatus) != "skipped" ||
-		got.EndedAt == nil || got.CallDuration == nil || deref(got.AnalysisStatus) != "pending" {
-		t.Errorf("ended call: got reason %q hangup %q ended %v duration %v analysis %q", deref(got.DisconnectReason),
-			deref(got.ProviderHangupStatus), got.EndedAt, got.CallDuration, deref(got.AnalysisStatus))
+	if endcall.Deref(got.DisconnectReason) != "Call completed (provider)" || endcall.Deref(got.ProviderHangupStatus) != "skipped" ||
+		got.EndedAt == nil || got.CallDuration == nil || endcall.Deref(got.AnalysisStatus) != "pending" {
+		t.Errorf("ended call: got reason %q hangup %q ended %v duration %v analysis %q", endcall.Deref(got.DisconnectReason),
+			endcall.Deref(got.ProviderHangupStatus), got.EndedAt, got.CallDuration, endcall.Deref(got.AnalysisStatus))
 	}
 	if n := b.twilio.HangupCount(sid); n != 0 {
 		t.Errorf("hangup requests: got %d, want 0 (Twilio reported the end)", n)
@@ -178,15 +178,15 @@ func TestTwilioStatusFinalStatuses(t *testing.T) {
 	} {
 		t.Run(tc.status, func(t *testing.T) {
 			c := b.activeCall("+15550410000", account, tc.from, nil)
-			r, a := b.callback(b.platformSID, b.platformToken, deref(c.CallSID), tc.status)
+			r, a := b.callback(b.platformSID, b.platformToken, endcall.Deref(c.CallSID), tc.status)
 			r.want(t, 200, "")
 			got := b.getCall(c.ID)
-			if !a.Changed || got.CallStatus != tc.status || deref(got.DisconnectReason) != tc.wantReason ||
-				deref(got.ProviderHangupStatus) != "skipped" || got.EndedAt == nil {
+			if !a.Changed || got.CallStatus != endcall.CallStatus(tc.status) || endcall.Deref(got.DisconnectReason) != tc.wantReason ||
+				endcall.Deref(got.ProviderHangupStatus) != "skipped" || got.EndedAt == nil {
 				t.Errorf("got changed %v status %q reason %q hangup %q ended %v, want status %q reason %q hangup skipped",
-					a.Changed, got.CallStatus, deref(got.DisconnectReason), deref(got.ProviderHangupStatus), got.EndedAt, tc.status, tc.wantReason)
+					a.Changed, got.CallStatus, endcall.Deref(got.DisconnectReason), endcall.Deref(got.ProviderHangupStatus), got.EndedAt, tc.status, tc.wantReason)
 			}
-			if n := b.twilio.HangupCount(deref(c.CallSID)); n != 0 {
+			if n := b.twilio.HangupCount(endcall.Deref(c.CallSID)); n != 0 {
 				t.Errorf("hangup requests: got %d, want 0", n)
 			}
 		})
@@ -199,7 +199,7 @@ func TestTwilioStatusRefusesBadSignatures(t *testing.T) {
 	_, account := b.phone("+15550420000", false)
 	_, byotAccount := b.phone("+15550420001", true)
 	c := b.activeCall("+15550420000", account, "in-progress", nil)
-	sid := deref(c.CallSID)
+	sid := endcall.Deref(c.CallSID)
 	path := "/v1/providers/twilio/status"
 	signed := statusForm(b.platformSID, sid, "completed")
 	good := twilioSignature(t, b.platformToken, testPublicURL+path, signed)
@@ -282,13 +282,13 @@ func TestTwilioStatusStaysWithinTheCallsAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := b.snapshot()
-	r, a := b.callback(byotAccount, "attacker-chosen-token-0123456789", deref(victim.CallSID), "completed")
+	r, a := b.callback(byotAccount, "attacker-chosen-token-0123456789", endcall.Deref(victim.CallSID), "completed")
 	r.want(t, 200, "")
 	if a.Changed || a.CallID != nil {
 		t.Errorf("attacker's callback: got %s, want nothing changed and no call named", r.Body)
 	}
 	// Nor can the platform account reach a BYOT account's call.
-	r, a = b.callback(b.platformSID, b.platformToken, deref(victim.CallSID), "completed")
+	r, a = b.callback(b.platformSID, b.platformToken, endcall.Deref(victim.CallSID), "completed")
 	r.want(t, 200, "")
 	if a.Changed || a.CallID != nil {
 		t.Errorf("platform account's callback for a BYOT call: got %s, want nothing changed", r.Body)
@@ -313,14 +313,14 @@ func TestTwilioStatusBYOTAccount(t *testing.T) {
 	b.do("POST", "/v1/phone-numbers", "", map[string]any{"number": "+15550440000", "provider": "twilio",
 		"twilio_account_sid": account, "twilio_auth_token": token}).want(t, 201, "")
 	c := b.activeCall("+15550440000", account, "ringing", nil)
-	r, a := b.callback(account, token, deref(c.CallSID), "in-progress")
+	r, a := b.callback(account, token, endcall.Deref(c.CallSID), "in-progress")
 	r.want(t, 200, "")
 	if got := b.getCall(c.ID); !a.Changed || got.CallStatus != "in-progress" || got.StartedAt == nil {
 		t.Errorf("BYOT callback: got changed %v status %q started %v", a.Changed, got.CallStatus, got.StartedAt)
 	}
 	// Deleting the number does not orphan its calls' callbacks.
-	b.do("DELETE", "/v1/phone-numbers/"+deref(c.PhoneNumberID), "", nil).want(t, 200, "")
-	r, a = b.callback(account, token, deref(c.CallSID), "completed")
+	b.do("DELETE", "/v1/phone-numbers/"+endcall.Deref(c.PhoneNumberID), "", nil).want(t, 200, "")
+	r, a = b.callback(account, token, endcall.Deref(c.CallSID), "completed")
 	r.want(t, 200, "")
 	if got := b.getCall(c.ID); !a.Changed || got.CallStatus != "completed" {
 		t.Errorf("callback after the number was deleted: got changed %v status %q", a.Changed, got.CallStatus)
@@ -339,7 +339,7 @@ func TestTwilioStatusBadRequests(t *testing.T) {
 	}
 	_, account := b.phone("+15550450000", false)
 	c := b.activeCall("+15550450000", account, "in-progress", nil)
-	weird := statusForm(b.platformSID, deref(c.CallSID), "exploded")
+	weird := statusForm(b.platformSID, endcall.Deref(c.CallSID), "exploded")
 	r, _ = b.postStatus(path, weird, twilioSignature(t, b.platformToken, testPublicURL+path, weird))
 	r.want(t, 400, "invalid_request")
 	b.doWithType("POST", path, "application/json", `{"CallSid":"CA1"}`).want(t, 415, "unsupported_media_type")

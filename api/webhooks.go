@@ -339,8 +339,8 @@ func pageQuery(r *http.Request, f *endcall.DeliveryFilter) error {
 
 // statusQuery reads the status filter into f.
 func statusQuery(r *http.Request, f *endcall.DeliveryFilter) error {
-	f.Status = r.URL.Query().Get("status")
-	if f.Status != "" && f.Status != endcall.DeliveryPending && f.Status != endcall.DeliverySucceeded && f.Status != endcall.DeliveryFailed {
+	f.Status = endcall.DeliveryStatus(r.URL.Query().Get("status"))
+	if f.Status != "" && !f.Status.Valid() {
 		return invalid(`status must be "pending", "succeeded" or "failed".`)
 	}
 	return nil
@@ -519,21 +519,19 @@ func (s *Server) handleRedeliver(w http.ResponseWriter, r *http.Request) {
 // and nothing stored.
 func exampleCall(ws, event string, now time.Time) *endcall.Call {
 	started, ended := now.Add(-95*time.Second).UTC(), now.UTC()
-	duration := 95
-	str := func(s string) *string { return &s }
 	c := &endcall.Call{ID: "00000000-0000-4000-8000-000000000000", WorkspaceID: ws, CallProvider: "twilio",
 		CallFrom: "+15550100000", CallTo: "+15550100001", CallDirection: "outbound", CallStatus: endcall.StatusCompleted,
-		CallDuration: &duration, IsTest: true, DisconnectReason: str(endcall.ReasonAPIDefault),
-		ProviderHangupStatus: str("skipped"), RoomStatus: str("skipped"),
+		CallDuration: new(95), IsTest: true, DisconnectReason: new(endcall.ReasonAPIDefault),
+		ProviderHangupStatus: new(endcall.HangupSkipped), RoomStatus: new(endcall.RoomSkipped),
 		TranscriptObject: []endcall.Turn{{Role: "agent", Content: "Hello, this is a test call."}, {Role: "user", Content: "Thanks, goodbye."}},
 		CreatedAt:        started, UpdatedAt: ended, StartedAt: &started, EndedAt: &ended}
 	if event == endcall.EventCallAnalyzed {
-		c.AnalysisStatus = str(endcall.AnalysisCompleted)
-		c.AnalysisSentiment = str("positive")
+		c.AnalysisStatus = new(endcall.AnalysisCompleted)
+		c.AnalysisSentiment = new("positive")
 		c.Analysis = &endcall.Analysis{Analyzer: "builtin", Sentiment: "positive", SentimentScore: 0.8,
 			Summary: "A test call.", AnalyzedAt: ended}
 	} else {
-		c.AnalysisStatus = str(endcall.AnalysisPending)
+		c.AnalysisStatus = new(endcall.AnalysisPending)
 	}
 	return c
 }
@@ -619,10 +617,11 @@ func decodeReplay(body []byte, now time.Time) (endcall.ReplayFilter, error) {
 	if st, err := o.str("status"); err != nil {
 		return f, err
 	} else if st != nil {
-		if *st != endcall.DeliveryFailed && *st != endcall.DeliverySucceeded && *st != "all" {
+		status := endcall.DeliveryStatus(*st)
+		if status != endcall.DeliveryFailed && status != endcall.DeliverySucceeded && status != "all" {
 			return f, invalid(`status must be "failed", "succeeded" or "all".`)
 		}
-		f.Status = *st
+		f.Status = status
 	}
 	return f, nil
 }

@@ -28,7 +28,7 @@ type Service struct {
 	EnqueueTimeout time.Duration
 	Now            func() time.Time
 	// OnEnded, when set, observes each transition (metrics).
-	OnEnded func(trigger, hangupStatus string)
+	OnEnded func(trigger endcall.Trigger, hangupStatus endcall.HangupStatus)
 }
 
 var _ endcall.CallService = (*Service)(nil)
@@ -54,7 +54,7 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 	}
 	c, work := rec.Call, rec.Work
 	if s.Simulated && req.ProviderStatus == "" {
-		s.Log.Info("simulated hangup", "call_id", c.ID, "call_sid", deref(c.CallSID), "final_message", req.FinalMessage)
+		s.Log.Info("simulated hangup", "call_id", c.ID, "call_sid", endcall.Deref(c.CallSID), "final_message", req.FinalMessage)
 	}
 	if rec.Hangup != nil {
 		outcome := s.hangup(ctx, c.ID, *rec.Hangup)
@@ -70,7 +70,7 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 		}
 	}
 	if s.OnEnded != nil {
-		s.OnEnded(req.Trigger, deref(c.ProviderHangupStatus))
+		s.OnEnded(req.Trigger, endcall.Deref(c.ProviderHangupStatus))
 	}
 	s.enqueue(ctx, c.ID, work)
 	return endcall.EndResult{Call: c}, nil
@@ -79,7 +79,7 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 // hangup asks the provider to end the call within ProviderTimeout and says
 // what to record. A failure never fails the end: it is retried in the
 // background unless retrying cannot help.
-func (s *Service) hangup(ctx context.Context, callID string, t endcall.HangupTarget) string {
+func (s *Service) hangup(ctx context.Context, callID string, t endcall.HangupTarget) endcall.HangupStatus {
 	if t.CredentialsErr != nil {
 		s.Log.Error("the call's provider credentials cannot be used; its hangup failed", "call_id", callID, "error", t.CredentialsErr)
 		return endcall.HangupFailed
@@ -115,11 +115,4 @@ func (s *Service) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

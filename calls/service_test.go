@@ -92,9 +92,9 @@ func newBundle(t *testing.T, providerTimeout time.Duration) *bundle {
 }
 
 // newCall registers a call in status that the fake provider knows.
-func (b *bundle) newCall(t *testing.T, status string) (id, sid string) {
+func (b *bundle) newCall(t *testing.T, status endcall.CallStatus) (id, sid string) {
 	t.Helper()
-	sid = b.fake.NewCall(b.sid, status)
+	sid = b.fake.NewCall(b.sid, string(status))
 	now := time.Now().UTC()
 	c := &endcall.Call{WorkspaceID: b.ws, PhoneNumberID: &b.phone, CallSID: &sid,
 		CallProvider: "twilio", CallFrom: "+15551110000", CallTo: "+15552220000", CallDirection: "outbound",
@@ -156,7 +156,7 @@ func TestASlowProviderHoldsNoConnection(t *testing.T) {
 		go func() {
 			res, err := b.end(id, "")
 			if err == nil && (res.AlreadyEnded || *res.Call.ProviderHangupStatus != endcall.HangupSucceeded) {
-				err = fmt.Errorf("end of %s: already ended %v, hangup %s", id, res.AlreadyEnded, deref(res.Call.ProviderHangupStatus))
+				err = fmt.Errorf("end of %s: already ended %v, hangup %s", id, res.AlreadyEnded, endcall.Deref(res.Call.ProviderHangupStatus))
 			}
 			results <- err
 		}()
@@ -295,7 +295,7 @@ func TestFinalMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	hangups = b.fake.Hangups(qsid)
-	if len(hangups) != 1 || hangups[0].Form.Get("Status") != endcall.StatusCanceled || hangups[0].Form.Has("Twiml") {
+	if len(hangups) != 1 || hangups[0].Form.Get("Status") != string(endcall.StatusCanceled) || hangups[0].Form.Has("Twiml") {
 		t.Fatalf("queued call's hangup: %+v", hangups)
 	}
 }
@@ -405,7 +405,7 @@ func TestUndecryptableCredentialsStillEndTheCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid := b.fake.NewCall(byotSID, endcall.StatusInProgress)
+	sid := b.fake.NewCall(byotSID, string(endcall.StatusInProgress))
 	c, err := b.store.CreateCall(context.Background(), &endcall.Call{WorkspaceID: b.ws, PhoneNumberID: &p.ID, CallSID: &sid,
 		CallProvider: "twilio", CallFrom: "+15553330000", CallTo: "+15552220000", CallDirection: "outbound",
 		CallStatus: endcall.StatusInProgress, CreatedAt: time.Now()})

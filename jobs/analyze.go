@@ -47,7 +47,7 @@ type AnalyzeStore interface {
 	// CompleteAnalysis stores the result on a call still pending analysis
 	// on run, owes that run's call.analyzed deliveries in the same commit,
 	// and returns every such delivery still pending.
-	CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error)
+	CompleteAnalysis(ctx context.Context, callID string, run int, status endcall.AnalysisStatus, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error)
 }
 
 // AnalyzeHandler processes call:analyze.
@@ -57,7 +57,7 @@ type AnalyzeHandler struct {
 	Queue    endcall.Queue
 	Log      *slog.Logger
 	// OnResult, when set, observes each outcome (metrics).
-	OnResult func(outcome string)
+	OnResult func(outcome endcall.AnalysisStatus)
 	// MaxInFlight bounds the analyses this process runs at once (0: no
 	// bound). An analysis may wait seconds on the LLM; past the bound it is
 	// postponed, so that slow analyses never take every worker slot from
@@ -137,7 +137,7 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // an analyzer may then leave a temporary failure to a later run.
 func RetriesLeft(ctx context.Context) bool { return !lastAttempt(ctx) }
 
-func (h *AnalyzeHandler) observe(outcome string) {
+func (h *AnalyzeHandler) observe(outcome endcall.AnalysisStatus) {
 	if h.OnResult != nil {
 		h.OnResult(outcome)
 	}

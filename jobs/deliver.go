@@ -36,7 +36,7 @@ var deliverTask = TaskType{
 	Owed:       OwedStore.OwedDeliveries,
 	Handler: func(d *Deps) asynq.Handler {
 		return &DeliverHandler{Store: d.Store, Schedule: d.WebhookSchedule, Log: d.Log, OnAttempt: d.OnAttempt,
-			Client: d.WebhookClient, DisableAfter: d.WebhookDisableAfter, Pacer: d.Pacer}
+			Client: d.WebhookClient, DisableAfter: d.WebhookDisableAfter, Pacer: d.Pacer, Wake: d.Wake}
 	},
 }
 
@@ -65,17 +65,23 @@ type DeliverStore interface {
 	DeliveryJob(ctx context.Context, id string) (*endcall.DeliveryJob, error)
 	CallByID(ctx context.Context, id string) (*endcall.Call, error)
 	FixDeliveryBody(ctx context.Context, id string, body []byte) ([]byte, error)
-	RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) error
+	// RecordAttempt records an attempt and the delivery's status; ending a
+	// call.ended delivery, it returns the call.analyzed deliveries that
+	// waited for it.
+	RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) ([]endcall.Work, error)
 	FailDelivery(ctx context.Context, id string) error
 	// DisableEndpoint turns an endpoint off for reason and ends its pending
 	// deliveries as failed.
-	DisableEndpoint(ctx context.Context, id, reason string) error
+	DisableEndpoint(ctx context.Context, id string, reason endcall.DisabledReason) error
 	// DisableIfFailing disables an endpoint whose every attempt has failed
 	// for at least after, and reports whether it did.
 	DisableIfFailing(ctx context.Context, id string, after time.Duration) (bool, error)
-	// PendingPredecessor reports whether the call.ended delivery of the call
-	// to the endpoint is pending, and when its next attempt is due.
-	PendingPredecessor(ctx context.Context, endpointID, callID string) (bool, time.Time, error)
+}
+
+// Waker runs at once the tasks of deliveries that were postponed to wait for
+// another, or queues them if they are not queued.
+type Waker interface {
+	Wake(ctx context.Context, work []endcall.Work) error
 }
 
 // DeliverHandler processes webhook:deliver: one attempt per run, the next
@@ -91,8 +97,11 @@ type DeliverHandler struct {
 	// Pacer, when set, holds every endpoint with a rate_limit to it, across
 	// every worker sharing its Redis.
 	Pacer *Pacer
-	Log   *slog.Logger
-	Now   func() time.Time
+	// Wake, when set, runs the call.analyzed deliveries that waited for a
+	// call.ended delivery as soon as it ends, instead of at their next look.
+	Wake Waker
+	Log  *slog.Logger
+	Now  func() time.Time
 	// OnAttempt, when set, observes each attempt's outcome (metrics).
 	OnAttempt func(outcome string)
 }
@@ -134,7 +143,15 @@ func (e *Postpone) Error() string { return "postponed: " + e.Why }
 
 // maxWaitInPlace is the longest a delivery waits for its turn in its
 // worker slot; a longer wait gives the slot back and re-schedules the task.
-const maxWaitInPlace = time.Second
+// asynq releases a re-scheduled task in the whole second its time falls in,
+// up to a second early, and that wait is spent here: a shorter bound would
+// send the task straight back.
+const maxWaitInPlace = 1500 * time.Millisecond
+
+// waitForPredecessor bounds how long a call.analyzed delivery waits for its
+// call.ended delivery before it looks again. That delivery wakes it when it
+// ends; this is the fallback when the wake finds it still running.
+const waitForPredecessor = 30 * time.Second
 
 // scheduleLead is how much earlier than its turn a postponed task is
 // scheduled to come back.
@@ -195,9 +212,9 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	h.observe(a)
 	switch {
 	case a.OK():
-		return h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliverySucceeded)
+		return h.record(ctx, j, rec, endcall.DeliverySucceeded)
 	case a.Gone:
-		if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryFailed); err != nil {
+		if err := h.record(ctx, j, rec, endcall.DeliveryFailed); err != nil {
 			return err
 		}
 		if err := h.Store.DisableEndpoint(ctx, j.EndpointID, endcall.DisabledGone); err != nil {
@@ -211,12 +228,12 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			next := j.NextAttemptAt.UTC()
 			rec.NextAttemptAt = &next
 		}
-		if err := h.Store.RecordAttempt(ctx, j.ID, rec, j.Status); err != nil {
+		if err := h.record(ctx, j, rec, j.Status); err != nil {
 			return err
 		}
 		return h.failing(ctx, j, nil)
 	case lastAttempt(ctx):
-		if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryFailed); err != nil {
+		if err := h.record(ctx, j, rec, endcall.DeliveryFailed); err != nil {
 			return err
 		}
 		return h.failing(ctx, j, errors.New("delivery failed after its last attempt: "+a.Err))
@@ -229,10 +246,23 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// Delays count from the answer, as Retry-After does.
 	next := h.now().Add(delay).UTC()
 	rec.NextAttemptAt = &next
-	if err := h.Store.RecordAttempt(ctx, j.ID, rec, endcall.DeliveryPending); err != nil {
+	if err := h.record(ctx, j, rec, endcall.DeliveryPending); err != nil {
 		return err
 	}
 	return h.failing(ctx, j, &RetryIn{At: next, Err: "attempt failed: " + a.Err})
+}
+
+// record stores an attempt and wakes the deliveries that waited for this
+// one to end. A failed wake only delays them: they look again on their own.
+func (h *DeliverHandler) record(ctx context.Context, j *endcall.DeliveryJob, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) error {
+	freed, err := h.Store.RecordAttempt(ctx, j.ID, a, status)
+	if err != nil || len(freed) == 0 || h.Wake == nil {
+		return err
+	}
+	if err := h.Wake.Wake(ctx, freed); err != nil {
+		h.Log.Warn("waking the call.analyzed deliveries that waited for call.ended failed", "delivery_id", j.ID, "error", err)
+	}
+	return nil
 }
 
 // failing follows a failed attempt: it disables the endpoint when every
@@ -255,13 +285,20 @@ func (h *DeliverHandler) failing(ctx context.Context, j *endcall.DeliveryJob, er
 	return err
 }
 
-// await returns once the delivery may be attempted, or a *Postpone when its
-// turn is further off than maxWaitInPlace. A task with no retry left to
-// carry a postponement waits in place until its deadline.
+// await returns once the delivery may be attempted, or a *Postpone: a
+// call.analyzed waits for the call's call.ended to the same endpoint to
+// succeed or finally fail (which wakes it), and every delivery waits for its
+// endpoint's rate limit, in place when its turn is within maxWaitInPlace. A
+// task with no retry left to carry a postponement waits in place until its
+// deadline.
 func (h *DeliverHandler) await(ctx context.Context, j *endcall.DeliveryJob, redeliver bool) error {
+	if j.WaitsFor != nil && !redeliver {
+		return &Postpone{At: maxTime(j.WaitsFor.Add(time.Second), h.now().Add(waitForPredecessor)),
+			Why: "the call's call.ended delivery to this endpoint is pending"}
+	}
 	waited := time.Duration(0)
 	for {
-		pp, err := h.turn(ctx, j, redeliver)
+		pp, err := h.turn(ctx, j)
 		if err != nil || pp == nil {
 			return err
 		}
@@ -279,20 +316,9 @@ func (h *DeliverHandler) await(ctx context.Context, j *endcall.DeliveryJob, rede
 	}
 }
 
-// turn returns a *Postpone when the delivery may not be attempted yet: a
-// call.analyzed waits for the call's call.ended to the same endpoint to
-// succeed or finally fail, and every delivery waits for its endpoint's
-// rate limit.
-func (h *DeliverHandler) turn(ctx context.Context, j *endcall.DeliveryJob, redeliver bool) (*Postpone, error) {
-	if j.Event == endcall.EventCallAnalyzed && j.CallID != nil && !redeliver {
-		pending, next, err := h.Store.PendingPredecessor(ctx, j.EndpointID, *j.CallID)
-		if err != nil {
-			return nil, err
-		}
-		if pending {
-			return &Postpone{At: maxTime(next, h.now()).Add(time.Second), Why: "the call's call.ended delivery to this endpoint is pending"}, nil
-		}
-	}
+// turn returns a *Postpone when the endpoint's rate limit does not let the
+// delivery be attempted yet.
+func (h *DeliverHandler) turn(ctx context.Context, j *endcall.DeliveryJob) (*Postpone, error) {
 	if h.Pacer != nil && j.RateLimit != nil {
 		wait, err := h.Pacer.Wait(ctx, j.EndpointID, j.ID, *j.RateLimit)
 		if err != nil {
@@ -405,4 +431,46 @@ func (e *Enqueuer) Redeliver(ctx context.Context, work []endcall.Work) (int, err
 	}
 	wg.Wait()
 	return queued, errors.Join(errs...)
+}
+
+// wakeTries bounds the looks Wake takes at a task that is running: one that
+// is about to postpone itself can be run once it has.
+const wakeTries = 3
+
+// Wake queues each delivery of work, or runs its task at once when it waits
+// in the retry or scheduled set (postponed). A task found running is looked
+// at again shortly, since it may be postponing itself on what it read before
+// the wake; a task already pending needs nothing.
+func (e *Enqueuer) Wake(ctx context.Context, work []endcall.Work) error {
+	var errs []error
+	for _, w := range work {
+		for try := 1; try <= wakeTries; try++ {
+			ok, err := e.enqueue(ctx, w, 0)
+			if ok || err != nil || e.Inspector == nil {
+				errs = append(errs, err)
+				break
+			}
+			queue, id := TaskOf(w)
+			info, err := e.Inspector.GetTaskInfo(queue, id)
+			if errors.Is(err, asynq.ErrTaskNotFound) {
+				continue // finished in between: queue it again
+			} else if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			if info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled {
+				err := e.Inspector.RunTask(queue, id)
+				if err == nil || errors.Is(err, asynq.ErrTaskNotFound) {
+					break
+				}
+			}
+			if info.State != asynq.TaskStateActive {
+				break
+			}
+			if err := sleep(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -59,7 +59,7 @@ var endBulkTask = TaskType{
 type EndBulkStore interface {
 	BulkEndJob(ctx context.Context, id string) (*endcall.BulkEndJob, error)
 	PendingBulkEndCalls(ctx context.Context, jobID, after string, limit int) ([]string, error)
-	RecordBulkEndResult(ctx context.Context, jobID, callID, result, errText string) error
+	RecordBulkEndResult(ctx context.Context, jobID, callID string, result endcall.BulkOutcome, errText string) error
 	FinishBulkEnd(ctx context.Context, jobID string) (bool, error)
 }
 
@@ -81,7 +81,7 @@ type SlottedTelephony struct {
 }
 
 // Hangup implements endcall.Telephony.
-func (t *SlottedTelephony) Hangup(ctx context.Context, target endcall.HangupTarget) (string, error) {
+func (t *SlottedTelephony) Hangup(ctx context.Context, target endcall.HangupTarget) (endcall.HangupStatus, error) {
 	account := t.PlatformAccount
 	if target.Credentials != nil {
 		account = target.Credentials.AccountSID

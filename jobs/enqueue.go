@@ -45,6 +45,9 @@ const (
 // call, a day's retention is 200 million task hashes.
 type Enqueuer struct {
 	Client *asynq.Client
+	// Inspector, when set, lets Wake run a postponed delivery's task at
+	// once.
+	Inspector *asynq.Inspector
 	// DeliverMaxRetry is len(WEBHOOK_RETRY_SCHEDULE): 8 attempts by default.
 	DeliverMaxRetry int
 }

@@ -43,7 +43,7 @@ type HangupHandler struct {
 	Timeout   time.Duration
 	Log       *slog.Logger
 	// OnOutcome, when set, observes each retry's outcome (metrics).
-	OnOutcome func(outcome string)
+	OnOutcome func(outcome endcall.HangupStatus)
 }
 
 // ProcessTask hangs the call up. It does nothing once the hangup has an
@@ -96,7 +96,7 @@ func (h *HangupHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-func (h *HangupHandler) observe(outcome string) {
+func (h *HangupHandler) observe(outcome endcall.HangupStatus) {
 	if h.OnOutcome != nil {
 		h.OnOutcome(outcome)
 	}

@@ -151,7 +151,7 @@ func (h *EndOverdueHandler) endAll(ctx context.Context, calls []*endcall.Call) (
 				h.Log.Error("ending an overdue call failed; the scan goes on", "call_id", c.ID, "error", err)
 			case !res.AlreadyEnded:
 				ended.Add(1)
-				h.Log.Info("overdue call ended", "call_id", c.ID, "hangup", deref(res.Call.ProviderHangupStatus))
+				h.Log.Info("overdue call ended", "call_id", c.ID, "hangup", endcall.Deref(res.Call.ProviderHangupStatus))
 			}
 			return nil
 		})
@@ -185,11 +185,4 @@ func (h *EndOverdueHandler) concurrency() int {
 		return h.Concurrency
 	}
 	return overdueConcurrency
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

@@ -119,9 +119,12 @@ type Deps struct {
 	WebhookDisableAfter time.Duration
 	WebhookRetention    time.Duration
 	Pacer               *Pacer
+	Wake                Waker
 	Log                 *slog.Logger
 	// Metrics observers, each optional.
-	OnHangup, OnAnalysis, OnAttempt func(outcome string)
+	OnHangup   func(outcome endcall.HangupStatus)
+	OnAnalysis func(outcome endcall.AnalysisStatus)
+	OnAttempt  func(outcome string)
 }
 
 // fixed returns Options that do not depend on the enqueuer.

@@ -30,8 +30,8 @@ var roomTask = TaskType{
 type RoomStore interface {
 	// Room returns the call's room name and room status (nil when unset),
 	// whether another active call still holds the room, or ENOTFOUND.
-	Room(ctx context.Context, callID string) (name, status *string, shared bool, err error)
-	SetRoomStatus(ctx context.Context, callID, status string) error
+	Room(ctx context.Context, callID string) (name *string, status *endcall.RoomStatus, shared bool, err error)
+	SetRoomStatus(ctx context.Context, callID string, status endcall.RoomStatus) error
 }
 
 // RoomDeleter deletes a media room; deleting a missing room succeeds.

@@ -61,10 +61,10 @@ func New(inspector *asynq.Inspector, queues ...string) *Metrics {
 		vec    *prometheus.CounterVec
 		labels []string
 	}{
-		{m.callsEnded, []string{endcall.TriggerAPI, endcall.TriggerProvider, endcall.TriggerOverdue, endcall.TriggerBulk}},
-		{m.hangups, []string{endcall.HangupPending, endcall.HangupSucceeded, endcall.HangupAlreadyEnded, endcall.HangupRetrying, endcall.HangupFailed, endcall.HangupSkipped}},
+		{m.callsEnded, labels(endcall.TriggerAPI, endcall.TriggerProvider, endcall.TriggerOverdue, endcall.TriggerBulk)},
+		{m.hangups, labels(endcall.HangupPending, endcall.HangupSucceeded, endcall.HangupAlreadyEnded, endcall.HangupRetrying, endcall.HangupFailed, endcall.HangupSkipped)},
 		{m.webhookTries, []string{"succeeded", "rejected", "error", "gone"}},
-		{m.analyses, []string{endcall.AnalysisCompleted, endcall.AnalysisFailed}},
+		{m.analyses, labels(endcall.AnalysisCompleted, endcall.AnalysisFailed)},
 	} {
 		for _, l := range v.labels {
 			v.vec.WithLabelValues(l)
@@ -76,6 +76,15 @@ func New(inspector *asynq.Inspector, queues ...string) *Metrics {
 		m.registry.MustRegister(&queueCollector{inspector: inspector, queues: queues})
 	}
 	return m
+}
+
+// labels returns the values of a typed label as the strings Prometheus takes.
+func labels[T ~string](values ...T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // Handler serves the registry in the Prometheus text format.
@@ -90,19 +99,23 @@ func (m *Metrics) ObserveRequest(route, method string, status int, d time.Durati
 }
 
 // CallEnded records a transition and the outcome of its hangup.
-func (m *Metrics) CallEnded(trigger, hangupStatus string) {
-	m.callsEnded.WithLabelValues(trigger).Inc()
+func (m *Metrics) CallEnded(trigger endcall.Trigger, hangupStatus endcall.HangupStatus) {
+	m.callsEnded.WithLabelValues(string(trigger)).Inc()
 	m.Hangup(hangupStatus)
 }
 
 // Hangup records the outcome of a provider hangup (also background retries).
-func (m *Metrics) Hangup(outcome string) { m.hangups.WithLabelValues(outcome).Inc() }
+func (m *Metrics) Hangup(outcome endcall.HangupStatus) {
+	m.hangups.WithLabelValues(string(outcome)).Inc()
+}
 
 // WebhookAttempt records one delivery attempt.
 func (m *Metrics) WebhookAttempt(outcome string) { m.webhookTries.WithLabelValues(outcome).Inc() }
 
 // Analysis records an analysis outcome.
-func (m *Metrics) Analysis(outcome string) { m.analyses.WithLabelValues(outcome).Inc() }
+func (m *Metrics) Analysis(outcome endcall.AnalysisStatus) {
+	m.analyses.WithLabelValues(string(outcome)).Inc()
+}
 
 // Requeued records work the reconciler queued again.
 func (m *Metrics) Requeued(n int) { m.sweepRequeued.Add(float64(n)) }

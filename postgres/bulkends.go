@@ -186,7 +186,7 @@ func (s *Store) PendingBulkEndCalls(ctx context.Context, jobID, after string, li
 // recorded stays, except that ended replaces any other: two runs of a job
 // racing on a call both record it, and the one whose end made the
 // transition says so.
-func (s *Store) RecordBulkEndResult(ctx context.Context, jobID, callID, result, errText string) error {
+func (s *Store) RecordBulkEndResult(ctx context.Context, jobID, callID string, result endcall.BulkOutcome, errText string) error {
 	var e *string
 	if errText != "" {
 		e = &errText
@@ -200,7 +200,7 @@ func (s *Store) RecordBulkEndResult(ctx context.Context, jobID, callID, result, 
 // FinishBulkEnd marks a running job completed once no call's end is owed,
 // and reports whether the job is completed.
 func (s *Store) FinishBulkEnd(ctx context.Context, jobID string) (bool, error) {
-	var status *string
+	var status *endcall.BulkStatus
 	err := s.pool.QueryRow(ctx, `WITH done AS (
 			UPDATE bulk_end_jobs SET status = 'completed', finished_at = now()
 			WHERE id = $1 AND status = 'running'

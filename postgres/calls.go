@@ -218,7 +218,7 @@ func (s *Store) RecordEnd(ctx context.Context, e endcall.EndRecord) (*endcall.Re
 	}
 
 	rec := &endcall.RecordedEnd{Call: c, Ended: true, Work: owedWork(c, deliveries)}
-	if deref(c.ProviderHangupStatus) == endcall.HangupPending {
+	if endcall.Deref(c.ProviderHangupStatus) == endcall.HangupPending {
 		rec.Hangup = hangupTarget(c, accountSID, sealed, s.openCredentials)
 	}
 	return rec, nil
@@ -228,8 +228,8 @@ func (s *Store) RecordEnd(ctx context.Context, e endcall.EndRecord) (*endcall.Re
 // its phone number when it has BYOT ones.
 func hangupTarget(c *endcall.Call, accountSID *string, sealed []byte,
 	open func(string, []byte) (*endcall.ProviderCredentials, error)) *endcall.HangupTarget {
-	t := &endcall.HangupTarget{CallSID: deref(c.CallSID), Status: endcall.StatusCompleted,
-		FinalMessage: deref(c.FinalMessage), HangupStatus: deref(c.ProviderHangupStatus)}
+	t := &endcall.HangupTarget{CallSID: endcall.Deref(c.CallSID), Status: endcall.StatusCompleted,
+		FinalMessage: endcall.Deref(c.FinalMessage), HangupStatus: endcall.Deref(c.ProviderHangupStatus)}
 	if c.CallStatus == endcall.StatusCanceled {
 		t.Status = endcall.StatusCanceled
 	}
@@ -253,18 +253,11 @@ func canonicalUUID(id string) (string, bool) {
 // hangup, which the end path makes itself.
 func owedWork(c *endcall.Call, deliveries []endcall.Work) []endcall.Work {
 	work := make([]endcall.Work, 0, 2+len(deliveries))
-	if deref(c.RoomStatus) == endcall.RoomPending {
+	if endcall.Deref(c.RoomStatus) == endcall.RoomPending {
 		work = append(work, endcall.Work{Kind: endcall.WorkRoomDelete, CallID: c.ID, WorkspaceID: c.WorkspaceID})
 	}
 	work = append(work, endcall.Work{Kind: endcall.WorkAnalyze, CallID: c.ID, WorkspaceID: c.WorkspaceID})
 	return append(work, deliveries...)
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 func (s *Store) openCredentials(accountSID string, sealed []byte) (*endcall.ProviderCredentials, error) {

@@ -33,7 +33,7 @@ func (s *Store) CreateCall(ctx context.Context, c *endcall.Call) (*endcall.Call,
 		return nil, roomTaken(c.RoomName)
 	}
 	if isUniqueViolation(err) {
-		return nil, endcall.Errorf(endcall.ECONFLICT, "A call with call_sid %q already exists.", deref(c.CallSID))
+		return nil, endcall.Errorf(endcall.ECONFLICT, "A call with call_sid %q already exists.", endcall.Deref(c.CallSID))
 	}
 	return created, dbError(err)
 }

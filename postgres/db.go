@@ -132,5 +132,5 @@ func violates(err error, constraint string) bool {
 
 // roomTaken is a room_name that an active call of another workspace holds.
 func roomTaken(room *string) error {
-	return endcall.Errorf(endcall.ECONFLICT, "Room %q is held by an active call of another workspace.", deref(room))
+	return endcall.Errorf(endcall.ECONFLICT, "Room %q is held by an active call of another workspace.", endcall.Deref(room))
 }

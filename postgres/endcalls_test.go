@@ -166,17 +166,18 @@ func TestRecordEndOwesAHangupOnlyWhenOneIsToBeMade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queued, err := f.store.CreateCall(ctx, &endcall.Call{WorkspaceID: f.ws, CallSID: ptr("CA" + uuid.NewString()[:32]),
+	queued, err := f.store.CreateCall(ctx, &endcall.Call{WorkspaceID: f.ws, CallSID: new("CA" + uuid.NewString()[:32]),
 		CallProvider: "twilio", CallFrom: "+15550000001", CallTo: "+15550000002", CallDirection: "outbound",
 		CallStatus: endcall.StatusQueued, CreatedAt: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name           string
-		rec            endcall.EndRecord
-		status, hangup string
-		owesHangup     bool
+		name       string
+		rec        endcall.EndRecord
+		status     endcall.CallStatus
+		hangup     endcall.HangupStatus
+		owesHangup bool
 	}{
 		{"no call_sid", endcall.EndRecord{CallID: noSID.ID, Hangup: true}, endcall.StatusCompleted, endcall.HangupSkipped, false},
 		{"queued", endcall.EndRecord{CallID: queued.ID, Hangup: true}, endcall.StatusCanceled, endcall.HangupPending, true},
@@ -199,8 +200,6 @@ func TestRecordEndOwesAHangupOnlyWhenOneIsToBeMade(t *testing.T) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // TestRecordEndOfAnotherWorkspacesCallIsNotFound: another workspace's call,
 // a missing one and an ID that is not a UUID read alike, and nothing changes.

@@ -23,7 +23,7 @@ func (s *Store) HangupTarget(ctx context.Context, callID string) (*endcall.Hangu
 // harmless. An outcome is the record of work already done, so its commit
 // does not wait for the WAL flush (see unflushed): a lost one leaves the
 // hangup owed, and making it again finds the call over.
-func (s *Store) FinishHangup(ctx context.Context, callID, outcome string) error {
+func (s *Store) FinishHangup(ctx context.Context, callID string, outcome endcall.HangupStatus) error {
 	_, err := s.pool.Exec(ctx, finishHangupSQL, callID, outcome)
 	return dbError(err)
 }

@@ -22,7 +22,7 @@ func (s *Store) CallByID(ctx context.Context, id string) (*endcall.Call, error) 
 
 // Room returns a call's room name and room status, whatever its workspace,
 // and whether another active call, of any workspace, still holds the room.
-func (s *Store) Room(ctx context.Context, callID string) (name, status *string, shared bool, err error) {
+func (s *Store) Room(ctx context.Context, callID string) (name *string, status *endcall.RoomStatus, shared bool, err error) {
 	err = s.pool.QueryRow(ctx, `SELECT c.room_name, c.room_status, c.room_name IS NOT NULL AND EXISTS (
 			SELECT 1 FROM calls o WHERE o.room_name = c.room_name AND o.ended_at IS NULL AND o.room_name IS NOT NULL AND o.id <> c.id)
 		FROM calls c WHERE c.id = $1`, callID).Scan(&name, &status, &shared)
@@ -32,7 +32,7 @@ func (s *Store) Room(ctx context.Context, callID string) (name, status *string, 
 // SetRoomStatus records the room deletion's outcome on a call whose room is
 // still pending; a repeated run changes nothing. Its commit is not waited
 // for (see unflushed).
-func (s *Store) SetRoomStatus(ctx context.Context, callID, status string) error {
+func (s *Store) SetRoomStatus(ctx context.Context, callID string, status endcall.RoomStatus) error {
 	_, err := s.pool.Exec(ctx, setRoomStatusSQL, callID, status)
 	return dbError(err)
 }
@@ -56,7 +56,7 @@ const unflushed = `(SELECT set_config('synchronous_commit', 'off', true)) AS unf
 // already fixed. It returns every call.analyzed delivery of the call still
 // pending, so that a re-run after a crash queues what the first run could
 // not. Two round trips: [BEGIN, the update] and [the deliveries, COMMIT].
-func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, status string, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error) {
+func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, status endcall.AnalysisStatus, a *endcall.Analysis, outcomes json.RawMessage) ([]endcall.Work, error) {
 	var analysis []byte
 	var sentiment *string
 	if a != nil {
@@ -112,34 +112,34 @@ func (s *Store) CompleteAnalysis(ctx context.Context, callID string, run int, st
 				FROM webhook_endpoints e
 				WHERE e.workspace_id = $2 AND e.enabled AND e.deleted_at IS NULL AND 'call.analyzed' = ANY (e.events)
 				ON CONFLICT (endpoint_id, call_id, event, run) DO NOTHING
-				RETURNING id, endpoint_id
-			), owed AS (SELECT id, endpoint_id FROM created UNION
-				SELECT id, endpoint_id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')
+				RETURNING id, endpoint_id, call_id
+			), owed AS (SELECT id, endpoint_id, call_id FROM created UNION
+				SELECT id, endpoint_id, call_id FROM webhook_deliveries WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending')
 			`+describeOwedSQL, callID, call.WorkspaceID, body, at, run)
 	}
 	var owed []byte
 	if err := commitWith(ctx, conn, &deliver, &owed); err != nil {
 		return nil, dbError(err)
 	}
-	return analyzedWork(callID, owed)
+	return deliveryWork(owed, endcall.EventCallAnalyzed)
 }
 
 // describeOwedSQL describes the deliveries of a CTE "owed" (id,
-// endpoint_id) as one JSON array of [id, workspace, endpoint, url] arrays.
-const describeOwedSQL = `SELECT coalesce(jsonb_agg(jsonb_build_array(o.id, e.workspace_id, e.id, e.url) ORDER BY o.id), '[]')
+// endpoint_id, call_id) as one JSON array of [id, workspace, endpoint, url, call]
+// arrays.
+const describeOwedSQL = `SELECT coalesce(jsonb_agg(jsonb_build_array(o.id, e.workspace_id, e.id, e.url, o.call_id) ORDER BY o.id), '[]')
 	FROM owed o JOIN webhook_endpoints e ON e.id = o.endpoint_id`
 
-// analyzedWork reads describeOwedSQL's array as the call.analyzed deliveries
-// owed for a call.
-func analyzedWork(callID string, owed []byte) ([]endcall.Work, error) {
-	var rows [][4]string
+// deliveryWork reads describeOwedSQL's array as deliveries of event owed.
+func deliveryWork(owed []byte, event string) ([]endcall.Work, error) {
+	var rows [][5]string
 	if err := json.Unmarshal(owed, &rows); err != nil {
 		return nil, err
 	}
 	work := make([]endcall.Work, len(rows))
 	for i, r := range rows {
-		work[i] = endcall.Work{Kind: endcall.WorkDeliver, CallID: callID, DeliveryID: r[0], WorkspaceID: r[1],
-			EndpointID: r[2], Host: webhook.Host(r[3]), Event: endcall.EventCallAnalyzed}
+		work[i] = endcall.Work{Kind: endcall.WorkDeliver, DeliveryID: r[0], WorkspaceID: r[1],
+			EndpointID: r[2], Host: webhook.Host(r[3]), CallID: r[4], Event: event}
 	}
 	return work, nil
 }
@@ -150,7 +150,7 @@ const completeAnalysisSQL = `UPDATE calls c SET analysis_status = $2, analysis =
 	RETURNING ` + callColumns
 
 // pendingAnalyzedSQL describes the call.analyzed deliveries of call $1 still pending.
-const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id FROM webhook_deliveries
+const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id, call_id FROM webhook_deliveries
 	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending') ` + describeOwedSQL
 
 // The owed work of each kind, for the reconciler: what Postgres records as

@@ -99,9 +99,9 @@ func (s *Store) CallByProviderSID(ctx context.Context, provider, sid string) (*e
 // in-progress), setting started_at at the first in-progress. It reports
 // false, changing nothing, when the call has ended, is already further on,
 // or is already in that state: callbacks may come repeated or out of order.
-func (s *Store) AdvanceCallStatus(ctx context.Context, workspaceID, callID, status string, at time.Time) (bool, error) {
-	var behind []string
-	for _, st := range []string{endcall.StatusQueued, endcall.StatusRinging, endcall.StatusInProgress} {
+func (s *Store) AdvanceCallStatus(ctx context.Context, workspaceID, callID string, status endcall.CallStatus, at time.Time) (bool, error) {
+	var behind []endcall.CallStatus
+	for _, st := range []endcall.CallStatus{endcall.StatusQueued, endcall.StatusRinging, endcall.StatusInProgress} {
 		if endcall.StatusRank(st) < endcall.StatusRank(status) {
 			behind = append(behind, st)
 		}

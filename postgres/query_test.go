@@ -117,7 +117,7 @@ func TestQueryCallsCountCache(t *testing.T) {
 		t.Errorf("a, camp: total %d, want 41 (small counts are never cached)", total)
 	}
 	// Other filters have their own count, even one matching the same calls.
-	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a, Statuses: []string{"completed"}}); total != big+1 {
+	if _, total := query(t, store, endcall.CallQuery{WorkspaceID: a, Statuses: []endcall.CallStatus{"completed"}}); total != big+1 {
 		t.Errorf("a, completed: total %d, want %d", total, big+1)
 	}
 	// Another workspace never sees a's count.
@@ -184,11 +184,11 @@ func TestQueryCallsSearch(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		search, like string
-		statuses     []string
+		statuses     []endcall.CallStatus
 	}{
 		{"Refund", "%refund%", nil},
 		{"rare: 100%", `%rare: 100\%%`, nil},
-		{"Refund", "%refund%", []string{"busy"}},
+		{"Refund", "%refund%", []endcall.CallStatus{"busy"}},
 		{"zebra", "%zebra%", nil},
 	} {
 		rows, _ := pool.Query(context.Background(), `SELECT id::text FROM calls WHERE workspace_id = $1

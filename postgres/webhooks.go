@@ -158,7 +158,7 @@ func (s *Store) RotateSecret(ctx context.Context, workspaceID, id, secret string
 
 // DisableEndpoint turns an enabled endpoint off for reason and ends its
 // pending deliveries as failed.
-func (s *Store) DisableEndpoint(ctx context.Context, id, reason string) error {
+func (s *Store) DisableEndpoint(ctx context.Context, id string, reason endcall.DisabledReason) error {
 	_, err := s.pool.Exec(ctx, `WITH e AS (UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
 		WHERE id = $1 AND enabled RETURNING *), `+failPendingSQL+` SELECT 1`, id, reason)
 	return dbError(err)
@@ -277,16 +277,19 @@ func (s *Store) CreateTestDelivery(ctx context.Context, workspaceID, endpointID,
 	return d, notFound(dbError(err), "webhook endpoint")
 }
 
-// DeliveryJob loads a delivery with its endpoint and the secrets that sign
-// it now (the current one, and a rotated-out one for its last 24 hours).
+// DeliveryJob loads a delivery with its endpoint, the secrets that sign it
+// now (the current one, and a rotated-out one for its last 24 hours) and,
+// for a call.analyzed delivery, the call.ended delivery it waits for.
 func (s *Store) DeliveryJob(ctx context.Context, id string) (*endcall.DeliveryJob, error) {
 	var j endcall.DeliveryJob
 	var secret string
 	var previous *string
 	row := s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+`, d.workspace_id, d.body, d.next_attempt_at, e.url, e.enabled AND e.deleted_at IS NULL,
-			e.rate_limit, e.secret, CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END
+			e.rate_limit, e.secret, CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END,
+			CASE WHEN d.event = 'call.analyzed' THEN (SELECT p.next_attempt_at FROM webhook_deliveries p
+				WHERE p.endpoint_id = d.endpoint_id AND p.call_id = d.call_id AND p.event = 'call.ended' AND coalesce(p.status, '') = 'pending') END
 		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1`, id)
-	d, err := scanDelivery(row, &j.WorkspaceID, &j.Body, &j.NextAttemptAt, &j.URL, &j.EndpointLive, &j.RateLimit, &secret, &previous)
+	d, err := scanDelivery(row, &j.WorkspaceID, &j.Body, &j.NextAttemptAt, &j.URL, &j.EndpointLive, &j.RateLimit, &secret, &previous, &j.WaitsFor)
 	if err != nil {
 		return nil, notFound(dbError(err), "webhook delivery")
 	}
@@ -296,20 +299,6 @@ func (s *Store) DeliveryJob(ctx context.Context, id string) (*endcall.DeliveryJo
 		j.Secrets = append(j.Secrets, *previous)
 	}
 	return &j, nil
-}
-
-// PendingPredecessor reports whether the call.ended delivery of the same
-// call to the same endpoint as a call.analyzed delivery is still pending,
-// and when its next attempt is due.
-func (s *Store) PendingPredecessor(ctx context.Context, endpointID, callID string) (bool, time.Time, error) {
-	var next time.Time
-	err := s.pool.QueryRow(ctx, `SELECT next_attempt_at FROM webhook_deliveries
-		WHERE endpoint_id = $1 AND call_id = $2 AND event = 'call.ended' AND coalesce(status, '') = 'pending'`,
-		endpointID, callID).Scan(&next)
-	if err == pgx.ErrNoRows {
-		return false, time.Time{}, nil
-	}
-	return err == nil, next, dbError(err)
 }
 
 // FixDeliveryBody stores body as the delivery's payload unless one is
@@ -329,23 +318,33 @@ func (s *Store) FixDeliveryBody(ctx context.Context, id string, body []byte) ([]
 // the endpoint's health: a success ends its failing streak (and refreshes
 // last_success_at at most once a minute), a failure starts one. Either
 // writes the endpoint row only when that changes something, so that
-// concurrent deliveries to one endpoint rarely contend on it.
-func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status string) error {
+// concurrent deliveries to one endpoint rarely contend on it. When it ends a
+// call.ended delivery, it returns the call.analyzed deliveries of the same
+// call to the same endpoint that waited for it: still pending, with no
+// attempt made (one waiting for a retry keeps its schedule).
+func (s *Store) RecordAttempt(ctx context.Context, id string, a endcall.DeliveryAttempt, status endcall.DeliveryStatus) ([]endcall.Work, error) {
 	raw, err := json.Marshal([]endcall.DeliveryAttempt{a})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ok := a.StatusCode != nil && *a.StatusCode >= 200 && *a.StatusCode <= 299
-	_, err = s.pool.Exec(ctx, `WITH d AS (UPDATE webhook_deliveries SET attempts = attempts || $2::jsonb, status = $3,
+	var freed []byte
+	err = s.pool.QueryRow(ctx, `WITH d AS (UPDATE webhook_deliveries SET attempts = attempts || $2::jsonb, status = $3,
 			next_attempt_at = coalesce($4, next_attempt_at), updated_at = now()
-			FROM `+unflushed+` WHERE id = $1 RETURNING endpoint_id)
-		UPDATE webhook_endpoints e SET
+			FROM `+unflushed+` WHERE id = $1 RETURNING endpoint_id, call_id, event, status),
+		health AS (UPDATE webhook_endpoints e SET
 			last_success_at = CASE WHEN $5 THEN $6::timestamptz ELSE e.last_success_at END,
 			failing_since = CASE WHEN $5 THEN NULL ELSE coalesce(e.failing_since, $6::timestamptz) END
 		FROM d WHERE e.id = d.endpoint_id AND CASE WHEN $5
 			THEN e.failing_since IS NOT NULL OR e.last_success_at IS NULL OR e.last_success_at < $6::timestamptz - interval '1 minute'
-			ELSE e.failing_since IS NULL END`, id, raw, status, a.NextAttemptAt, ok, a.At)
-	return dbError(err)
+			ELSE e.failing_since IS NULL END),
+		owed AS (SELECT w.id, w.endpoint_id, w.call_id FROM d JOIN webhook_deliveries w ON w.endpoint_id = d.endpoint_id AND w.call_id = d.call_id
+			WHERE d.event = 'call.ended' AND d.status <> 'pending' AND w.event = 'call.analyzed' AND coalesce(w.status, '') = 'pending' AND w.attempts = '[]')
+		`+describeOwedSQL, id, raw, status, a.NextAttemptAt, ok, a.At).Scan(&freed)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	return deliveryWork(freed, endcall.EventCallAnalyzed)
 }
 
 // FailDelivery ends a pending delivery without an attempt (its endpoint is

@@ -19,8 +19,8 @@ type Simulated struct {
 var _ endcall.Telephony = Simulated{}
 
 // Hangup logs the call SID and status and returns endcall.HangupSucceeded.
-func (s Simulated) Hangup(ctx context.Context, t endcall.HangupTarget) (string, error) {
-	attrs := []slog.Attr{slog.String("call_sid", t.CallSID), slog.String("status", t.Status),
+func (s Simulated) Hangup(ctx context.Context, t endcall.HangupTarget) (endcall.HangupStatus, error) {
+	attrs := []slog.Attr{slog.String("call_sid", t.CallSID), slog.String("status", string(t.Status)),
 		slog.String("final_message", t.FinalMessage)}
 	if t.Credentials != nil {
 		attrs = append(attrs, slog.String("account_sid", t.Credentials.AccountSID))

@@ -134,7 +134,7 @@ const (
 // says the message and then hangs up. It returns endcall.HangupSucceeded or
 // endcall.HangupAlreadyEnded; every error is an *endcall.HangupError,
 // Permanent when retrying cannot help.
-func (c *Client) Hangup(ctx context.Context, t endcall.HangupTarget) (string, error) {
+func (c *Client) Hangup(ctx context.Context, t endcall.HangupTarget) (endcall.HangupStatus, error) {
 	status := t.Status
 	if status == "" {
 		status = endcall.StatusCompleted
@@ -154,13 +154,13 @@ func (c *Client) Hangup(ctx context.Context, t endcall.HangupTarget) (string, er
 	if status == endcall.StatusCompleted && t.FinalMessage != "" {
 		params.SetTwiml(SayThenHangup(t.FinalMessage))
 	} else {
-		params.SetStatus(status)
+		params.SetStatus(string(status))
 	}
 	got, err := c.updateCall(ctx, creds, t.CallSID, params)
-	if err == nil && status == endcall.StatusCanceled && got == endcall.StatusInProgress {
+	if err == nil && status == endcall.StatusCanceled && endcall.CallStatus(got) == endcall.StatusInProgress {
 		// Twilio ignores "canceled" for a call that was answered in the
 		// meantime; such a call must be completed instead.
-		_, err = c.updateCall(ctx, creds, t.CallSID, new(twapi.UpdateCallParams).SetStatus(endcall.StatusCompleted))
+		_, err = c.updateCall(ctx, creds, t.CallSID, new(twapi.UpdateCallParams).SetStatus(string(endcall.StatusCompleted)))
 	}
 	if err == nil {
 		return endcall.HangupSucceeded, nil

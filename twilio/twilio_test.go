@@ -73,7 +73,7 @@ func TestHangup(t *testing.T) {
 		// arrange registers what the case needs and returns the credentials
 		// and call SID to hang up, and the hangup status to send.
 		arrange    func(b *bundle) (creds *endcall.ProviderCredentials, callSID, status string)
-		wantResult string
+		wantResult endcall.HangupStatus
 		wantErr    string // "", "temporary", "permanent"
 		// wantStatuses are the Status values the fake must have received,
 		// in order; wantAccount the account of path and Basic auth.
@@ -230,7 +230,7 @@ func TestHangup(t *testing.T) {
 			b := setup(t, 2*time.Second)
 			creds, sid, status := tt.arrange(b)
 
-			got, err := b.client.Hangup(context.Background(), endcall.HangupTarget{Credentials: creds, CallSID: sid, Status: status})
+			got, err := b.client.Hangup(context.Background(), endcall.HangupTarget{Credentials: creds, CallSID: sid, Status: endcall.CallStatus(status)})
 
 			if got != tt.wantResult {
 				t.Errorf("result: got %q, want %q", got, tt.wantResult)
@@ -296,7 +296,7 @@ func TestHangupRetryAfter500(t *testing.T) {
 	var results []string
 	for range 2 {
 		got, err := b.client.Hangup(context.Background(), endcall.HangupTarget{CallSID: sid, Status: "completed"})
-		results = append(results, got+"/"+errKind(t, err))
+		results = append(results, string(got)+"/"+errKind(t, err))
 	}
 
 	if want := []string{"/temporary", "succeeded/"}; !slices.Equal(results, want) {
@@ -480,7 +480,7 @@ func TestConcurrentHangups(t *testing.T) {
 	sid := b.fake.NewCall(b.byot.AccountSID, "in-progress")
 
 	var wg sync.WaitGroup
-	results := make([]string, 20)
+	results := make([]endcall.HangupStatus, 20)
 	for i := range results {
 		wg.Go(func() {
 			got, err := b.client.Hangup(context.Background(), endcall.HangupTarget{Credentials: b.byot, CallSID: sid, Status: "completed"})
@@ -492,7 +492,7 @@ func TestConcurrentHangups(t *testing.T) {
 	}
 	wg.Wait()
 
-	counts := map[string]int{}
+	counts := map[endcall.HangupStatus]int{}
 	for _, r := range results {
 		counts[r]++
 	}

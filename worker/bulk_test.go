@@ -78,7 +78,7 @@ func TestBulkEndCampaign(t *testing.T) {
 	p.twilio.AllowUnknownCalls()
 	p.twilio.SetDelay("", 100*time.Millisecond)
 	var bulkEnded atomic.Int64
-	p.calls.OnEnded = func(trigger, _ string) {
+	p.calls.OnEnded = func(trigger endcall.Trigger, _ endcall.HangupStatus) {
 		if trigger == endcall.TriggerBulk {
 			bulkEnded.Add(1)
 		}

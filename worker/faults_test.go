@@ -540,7 +540,7 @@ func TestKilledBetweenRecordAndHangupStillHangsUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid := fake.NewCall(account, endcall.StatusInProgress)
+	sid := fake.NewCall(account, string(endcall.StatusInProgress))
 	now := time.Now()
 	c, err := store.CreateCall(ctx, &endcall.Call{WorkspaceID: ws, PhoneNumberID: &phone.ID, CallSID: &sid, CallProvider: "twilio",
 		CallFrom: "+15550001111", CallTo: "+15550002222", CallDirection: "outbound", CallStatus: endcall.StatusInProgress,

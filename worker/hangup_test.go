@@ -97,10 +97,10 @@ func (b *hangupBundle) runWorker(t *testing.T) {
 
 // waitHangupStatus polls the stored call until its provider_hangup_status
 // is want, or fails after the deadline.
-func (b *hangupBundle) waitHangupStatus(t *testing.T, callID, want string, within time.Duration) {
+func (b *hangupBundle) waitHangupStatus(t *testing.T, callID string, want endcall.HangupStatus, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	var got string
+	var got endcall.HangupStatus
 	for time.Now().Before(deadline) {
 		c, err := b.store.GetCall(context.Background(), b.ws, callID)
 		if err != nil {

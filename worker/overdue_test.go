@@ -104,9 +104,9 @@ func (e *overdueEnv) startProcess(t *testing.T, interval time.Duration) {
 
 // call registers an active call with a live provider call behind it.
 // startedAgo < 0 means never started (created that long ago instead).
-func (e *overdueEnv) call(t *testing.T, status string, startedAgo time.Duration, maxSeconds int) (*endcall.Call, string) {
+func (e *overdueEnv) call(t *testing.T, status endcall.CallStatus, startedAgo time.Duration, maxSeconds int) (*endcall.Call, string) {
 	t.Helper()
-	sid := e.twilio.NewCall(e.account, status)
+	sid := e.twilio.NewCall(e.account, string(status))
 	now := time.Now().UTC()
 	c := &endcall.Call{WorkspaceID: e.ws, PhoneNumberID: &e.phoneID, CallSID: &sid, CallProvider: "twilio",
 		CallFrom: "+15553330000", CallTo: "+15554440000", CallDirection: "outbound", CallStatus: status, CreatedAt: now}
@@ -182,11 +182,12 @@ func TestOverdueCallsAreEndedThroughTheEndPath(t *testing.T) {
 	e := setupOverdue(t)
 	type tc struct {
 		name       string
-		status     string
+		status     endcall.CallStatus
 		startedAgo time.Duration
 		maxSeconds int
 		// Empty when the call must stay active.
-		wantStatus, wantHangup string
+		wantStatus endcall.CallStatus
+		wantHangup string
 	}
 	cases := []tc{
 		{"past its own limit", "in-progress", 2 * time.Minute, 60, "completed", "completed"},

@@ -95,7 +95,7 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	t.Cleanup(func() { client.Close() })
 	inspector := asynq.NewInspector(p.redis)
 	t.Cleanup(func() { inspector.Close() })
-	p.enq = &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(o.schedule)}
+	p.enq = &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(o.schedule)}
 	p.inspect = inspector
 	var token string
 	p.account, token = p.twilio.NewAccount()
@@ -160,7 +160,7 @@ func (p *pipeline) deps() *jobs.Deps {
 		Rooms:    livekit.New(p.rooms.srv.URL, "lk-key", "lk-secret-0123456789", 2*time.Second),
 		Analyzer: an, Calls: p.calls, BulkCalls: &bulk, ProviderTimeout: time.Second, MaxCallDuration: time.Hour,
 		WebhookSchedule: p.opts.schedule, WebhookClient: webhook.NewHTTPClient(p.opts.webhookTimeout, true),
-		WebhookDisableAfter: p.opts.disableAfter, WebhookRetention: 24 * time.Hour, Pacer: &jobs.Pacer{Redis: rdb}}
+		WebhookDisableAfter: p.opts.disableAfter, WebhookRetention: 24 * time.Hour, Pacer: &jobs.Pacer{Redis: rdb}, Wake: p.enq}
 }
 
 func (p *pipeline) stopWorker() {

@@ -23,15 +23,12 @@ func TestRoomHeldByAnotherActiveCallIsNotDeleted(t *testing.T) {
 		}
 		return c
 	}
-	roomStatus := func(id string) string {
-		var s *string
+	roomStatus := func(id string) endcall.RoomStatus {
+		var s *endcall.RoomStatus
 		if err := p.pool.QueryRow(context.Background(), `SELECT room_status FROM calls WHERE id = $1`, id).Scan(&s); err != nil {
 			t.Fatal(err)
 		}
-		if s == nil {
-			return ""
-		}
-		return *s
+		return endcall.Deref(s)
 	}
 	first, second := register(), register()
 

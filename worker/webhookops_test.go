@@ -14,7 +14,8 @@ import (
 )
 
 // The first call.ended attempt fails and is retried a second later; the
-// call.analyzed delivery, ready long before, waits for it.
+// call.analyzed delivery, ready long before, waits for it, and is woken when
+// it succeeds rather than at its own next look, half a minute later.
 func TestCallAnalyzedWaitsForCallEnded(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t)
@@ -37,6 +38,9 @@ func TestCallAnalyzedWaitsForCallEnded(t *testing.T) {
 	}
 	if want := []string{"call.ended", "call.ended", "call.analyzed"}; !slices.Equal(order, want) {
 		t.Fatalf("order: got %v, want %v", order, want)
+	}
+	if lag := got[2].at.Sub(got[1].at); lag > 2*time.Second {
+		t.Errorf("call.analyzed came %v after call.ended succeeded: not woken", lag)
 	}
 }
 
@@ -82,11 +86,11 @@ func TestRateLimitHoldsAcrossTwoWorkers(t *testing.T) {
 }
 
 type endpointView struct {
-	ID             string                 `json:"id"`
-	Enabled        bool                   `json:"enabled"`
-	DisabledReason *string                `json:"disabled_reason"`
-	RateLimit      *int                   `json:"rate_limit"`
-	Health         endcall.EndpointHealth `json:"health"`
+	ID             string                  `json:"id"`
+	Enabled        bool                    `json:"enabled"`
+	DisabledReason *endcall.DisabledReason `json:"disabled_reason"`
+	RateLimit      *int                    `json:"rate_limit"`
+	Health         endcall.EndpointHealth  `json:"health"`
 }
 
 // An endpoint that fails every attempt for WEBHOOK_DISABLE_AFTER is

@@ -27,10 +27,12 @@ type Config struct {
 
 // queues are the worker's queues and their weights. Weighted, not strict:
 // hangups come first and nothing starves. A call makes two default tasks
-// and, with two endpoints, four webhook tasks; webhooks get the larger
-// share so that call.ended does not wait behind analyses when the worker is
-// busy.
-var queues = map[string]int{jobs.QueueCritical: 6, jobs.QueueWebhooks: 4, jobs.QueueDefault: 2}
+// (its room and its analysis) and a webhook task per endpoint and event.
+// Webhooks get six times the default queue's share, more than their part of
+// the work, so that under overload their queue keeps draining: a call.ended
+// delivery then waits behind little, while rooms, analyses (and the
+// call.analyzed deliveries they make) lag and catch up after.
+var queues = map[string]int{jobs.QueueCritical: 6, jobs.QueueWebhooks: 6, jobs.QueueDefault: 1}
 
 // Worker is a running (or runnable) asynq server.
 type Worker struct {
@@ -162,9 +164,14 @@ func (w *Worker) logTask(next asynq.Handler) asynq.Handler {
 		retried, _ := asynq.GetRetryCount(ctx)
 		attrs := []slog.Attr{slog.String("type", t.Type()), slog.String("task_id", id),
 			slog.String("call_id", jobs.CallIDOf(t)), slog.Int("retry", retried), slog.Duration("latency", time.Since(start))}
-		if err != nil {
+		var pp *jobs.Postpone
+		switch {
+		case errors.As(err, &pp):
+			// A postponement is the task waiting its turn, not a failure.
+			w.log.LogAttrs(ctx, slog.LevelDebug, "task postponed", append(attrs, slog.String("why", pp.Why), slog.Time("until", pp.At))...)
+		case err != nil:
 			w.log.LogAttrs(ctx, slog.LevelWarn, "task failed", append(attrs, slog.String("error", err.Error()))...)
-		} else {
+		default:
 			w.log.LogAttrs(ctx, slog.LevelInfo, "task done", attrs...)
 		}
 		return err

@@ -158,7 +158,7 @@ func (f *naiveFloor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func writeNaive(w http.ResponseWriter, msg, id string) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"status": "success", "message": msg,
-		"data": map[string]string{"id": id, "call_status": endcall.StatusCompleted}})
+		"data": map[string]any{"id": id, "call_status": endcall.StatusCompleted}})
 }
 
 // startNaive serves the naive server on 127.0.0.1 at /v1/calls/end, so

@@ -67,7 +67,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 	tel := telephony(cfg, log)
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
-	enq := &jobs.Enqueuer{Client: client, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
+	enq := &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(cfg.WebhookRetrySchedule)}
 	m := metrics.New(inspector, jobs.QueueCritical, jobs.QueueDefault, jobs.QueueWebhooks)
 	log.Info("starting", "mode", mode, "config", cfg)
 
@@ -137,7 +137,7 @@ func workerDeps(cfg config.Config, log *slog.Logger, store *postgres.Store, tel 
 		Calls: svc, BulkCalls: bulkCalls(cfg, svc, rdb, log),
 		ProviderTimeout: cfg.ProviderTimeout, MaxCallDuration: cfg.MaxCallDuration, OverdueScanInterval: cfg.OverdueScanInterval,
 		WebhookSchedule: cfg.WebhookRetrySchedule, WebhookClient: webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
-		WebhookDisableAfter: cfg.WebhookDisableAfter, WebhookRetention: cfg.WebhookDeliveryRetention, Pacer: &jobs.Pacer{Redis: rdb},
+		WebhookDisableAfter: cfg.WebhookDisableAfter, WebhookRetention: cfg.WebhookDeliveryRetention, Pacer: &jobs.Pacer{Redis: rdb}, Wake: enq,
 		OnHangup: m.Hangup, OnAnalysis: m.Analysis, OnAttempt: m.WebhookAttempt,
 	}, nil
 }
