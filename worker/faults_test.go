@@ -452,6 +452,7 @@ func TestPostgresDownLongerThanTheRetryScheduleLosesNothing(t *testing.T) {
 
 	second := p.endCall(nil)
 	task = "deliver:" + p.deliveryOf(second.ID)
+	waitFor(t, 20*time.Second, "the second delivery's first attempt", func() bool { return len(rc.requests()) == 2 })
 	waitFor(t, 20*time.Second, "the task revoked on its last attempt", func() bool {
 		_, err := p.inspect.GetTaskInfo(jobs.QueueWebhooks, task)
 		return errors.Is(err, asynq.ErrTaskNotFound)
@@ -462,7 +463,7 @@ func TestPostgresDownLongerThanTheRetryScheduleLosesNothing(t *testing.T) {
 	store.down.Store(false)
 	// The delivery is owed once its next attempt is due, up to a second
 	// after asynq ran the attempt.
-	waitFor(t, 5*time.Second, "the reconciler to queue the delivery", func() bool {
+	waitFor(t, 10*time.Second, "the reconciler to queue the delivery", func() bool {
 		n, err := p.reconciler().Reconcile(ctx)
 		if err != nil {
 			t.Fatal(err)
