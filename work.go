@@ -1,6 +1,9 @@
 package endcall
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Kinds of post-call work an ended call owes. Postgres records each as
 // owed in the transaction that ends the call; the queue only executes it.
@@ -42,6 +45,19 @@ type Work struct {
 // an analysis each knew of (the task reads the current one).
 func (w Work) Same(o Work) bool {
 	return w.Kind == o.Kind && w.CallID == o.CallID && w.DeliveryID == o.DeliveryID && w.JobID == o.JobID
+}
+
+// OwedQuery asks the store for the owed work of one kind: owed since
+// before Before (younger work is normally still in flight on the fast path),
+// at most Limit items. A hangup still pending, whose end path may be waiting
+// on the provider, is owed only once older than PendingHangupBefore. With Of
+// set, it asks instead which of those subjects (call, delivery or bulk end
+// job IDs) are owed now, whatever their age.
+type OwedQuery struct {
+	Before              time.Time
+	PendingHangupBefore time.Time
+	Limit               int
+	Of                  []string
 }
 
 // Queue hands owed work to the background engine. Enqueueing the same work

@@ -19,7 +19,7 @@ const (
 	maxBulkCallIDs    = 1000
 	maxIdempotencyKey = 255
 	// bulkEnqueueTimeout bounds queueing a job's task; past it the job is
-	// still owed in Postgres and the sweeper queues it.
+	// still owed in Postgres and the reconciler queues it.
 	bulkEnqueueTimeout = 2 * time.Second
 )
 
@@ -207,7 +207,7 @@ func (s *Server) handleEndBulk(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), bulkEnqueueTimeout)
 		defer cancel()
 		if err := s.queue.Enqueue(ctx, []endcall.Work{{Kind: endcall.WorkEndBulk, JobID: job.ID, WorkspaceID: ws}}); err != nil {
-			s.log.WarnContext(r.Context(), "queueing a bulk end failed; the sweeper will queue it", "bulk_end_id", job.ID, "error", err)
+			s.log.WarnContext(r.Context(), "queueing a bulk end failed; the reconciler queues it", "bulk_end_id", job.ID, "error", err)
 		}
 	}
 	s.success(w, http.StatusAccepted, "Bulk end accepted", job)

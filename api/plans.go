@@ -177,7 +177,7 @@ func (s *Server) handleDeletePlan(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReanalyze owes a new analysis run and queues it. When the queue is
-// down the run stays owed in Postgres and the sweeper queues it.
+// down the run stays owed in Postgres and the reconciler queues it.
 func (s *Server) handleReanalyze(w http.ResponseWriter, r *http.Request) {
 	callID, ok := parseUUID(mux.Vars(r)["id"])
 	if !ok {
@@ -216,7 +216,7 @@ func (s *Server) handleReanalyze(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.queue.Enqueue(r.Context(), []endcall.Work{work}); err != nil {
-		s.log.Warn("queueing a re-analysis failed; the sweeper queues it", "call_id", callID, "error", err)
+		s.log.Warn("queueing a re-analysis failed; the reconciler queues it", "call_id", callID, "error", err)
 	}
 	s.success(w, http.StatusAccepted, "Analysis queued", map[string]any{"call_id": callID, "version": work.Run})
 }

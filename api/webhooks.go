@@ -577,9 +577,9 @@ func (s *Server) handleTestWebhook(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// Owed in Postgres now: if this enqueue fails, the sweeper queues it.
+	// Owed in Postgres now: if this enqueue fails, the reconciler queues it.
 	if err := s.queue.Enqueue(r.Context(), []endcall.Work{deliveryWork(ws, e, d)}); err != nil {
-		s.log.Warn("queueing a test delivery failed; the sweeper queues it", "delivery_id", d.ID, "error", err)
+		s.log.Warn("queueing a test delivery failed; the reconciler queues it", "delivery_id", d.ID, "error", err)
 	}
 	s.success(w, http.StatusAccepted, "Test event queued", d)
 }

@@ -24,7 +24,7 @@ type Service struct {
 	// ProviderTimeout bounds the synchronous hangup (PROVIDER_TIMEOUT).
 	ProviderTimeout time.Duration
 	// EnqueueTimeout bounds handing the owed work to Redis; past it the work
-	// stays owed in Postgres for the sweeper.
+	// stays owed in Postgres for the reconciler.
 	EnqueueTimeout time.Duration
 	Now            func() time.Time
 	// OnEnded, when set, observes each transition (metrics).
@@ -58,7 +58,7 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 	}
 	if rec.Hangup != nil {
 		outcome := s.hangup(ctx, c.ID, *rec.Hangup)
-		// A lost outcome leaves the hangup pending: the sweeper makes it
+		// A lost outcome leaves the hangup pending: the reconciler queues it
 		// again, and the provider then answers that the call is over.
 		if err := s.Store.FinishHangup(ctx, c.ID, outcome); err != nil {
 			s.Log.Warn("recording the hangup's outcome failed; the hangup stays owed", "call_id", c.ID, "error", err)
@@ -106,7 +106,7 @@ func (s *Service) enqueue(ctx context.Context, callID string, work []endcall.Wor
 	ctx, cancel := context.WithTimeout(ctx, s.EnqueueTimeout)
 	defer cancel()
 	if err := s.Queue.Enqueue(ctx, work); err != nil {
-		s.Log.Warn("queueing post-call work failed; the sweeper will queue it", "call_id", callID, "error", err)
+		s.Log.Warn("queueing post-call work failed; the reconciler queues it", "call_id", callID, "error", err)
 	}
 }
 

@@ -299,7 +299,7 @@ func load(getenv func(string) string, needRedis bool) (Config, error) {
 	l.integer("RATE_LIMIT_PER_SECOND", &c.RateLimitPerSecond, 0)
 	l.integer("RATE_LIMIT_BURST", &c.RateLimitBurst, 0)
 
-	// Scheduler and sweeper.
+	// Scheduler and reconciler.
 	l.duration("MAX_CALL_DURATION", &c.MaxCallDuration, 0)
 	l.duration("OVERDUE_SCAN_INTERVAL", &c.OverdueScanInterval, time.Second)
 	l.duration("RECOVERY_SWEEP_INTERVAL", &c.RecoverySweepInterval, 0)

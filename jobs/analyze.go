@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,6 +14,30 @@ import (
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/analysis"
 )
+
+// TypeAnalyze analyzes the call and owes its call.analyzed deliveries.
+const TypeAnalyze = "call:analyze"
+
+var analyzeTask = TaskType{
+	Type:  TypeAnalyze,
+	Queue: QueueDefault,
+	Work:  endcall.WorkAnalyze,
+	// Each re-analysis is a task of its own, so that one asked for while
+	// the previous run's task is finishing is not refused.
+	ID: func(w endcall.Work) string {
+		if w.Run > 1 {
+			return "analyze:" + w.CallID + ":" + strconv.Itoa(w.Run)
+		}
+		return "analyze:" + w.CallID
+	},
+	Payload: callPayload,
+	Options: fixed(asynq.MaxRetry(5), asynq.Timeout(2*time.Minute)),
+	Owed:    OwedStore.OwedAnalyses,
+	Handler: func(d *Deps) asynq.Handler {
+		return &AnalyzeHandler{Store: d.Store, Analyzer: d.Analyzer, Queue: d.Queue, Log: d.Log, OnResult: d.OnAnalysis,
+			MaxInFlight: d.AnalysesInFlight}
+	},
+}
 
 // AnalyzeStore is the persistence call:analyze needs.
 type AnalyzeStore interface {
@@ -102,7 +127,7 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if err := h.Queue.Enqueue(ctx, work); err != nil {
-		// The deliveries are owed in Postgres; the sweeper queues them.
+		// The deliveries are owed in Postgres; the reconciler queues them.
 		h.Log.Warn("queueing call.analyzed deliveries failed", "call_id", c.ID, "error", err)
 	}
 	return analyzeErr

@@ -17,6 +17,49 @@ import (
 	"github.com/endcall/endcall/webhook"
 )
 
+// TypeDeliver makes one attempt of one webhook delivery.
+const TypeDeliver = "webhook:deliver"
+
+var deliverTask = TaskType{
+	Type:    TypeDeliver,
+	Queue:   QueueWebhooks,
+	Work:    endcall.WorkDeliver,
+	ID:      func(w endcall.Work) string { return "deliver:" + w.DeliveryID },
+	Payload: func(w endcall.Work) any { return deliverPayload(w, false) },
+	Options: func(e *Enqueuer) []asynq.Option {
+		return []asynq.Option{asynq.MaxRetry(e.DeliverMaxRetry), asynq.Timeout(DeliverTaskTimeout)}
+	},
+	// A failed attempt sets its own delay (RetryIn); this is for a failure
+	// before the attempt, which is retried soon: the receiver has not been
+	// asked yet.
+	RetryDelay: func(n int) time.Duration { return backoff(2*time.Second, n, time.Minute) },
+	Owed:       OwedStore.OwedDeliveries,
+	Handler: func(d *Deps) asynq.Handler {
+		return &DeliverHandler{Store: d.Store, Schedule: d.WebhookSchedule, Log: d.Log, OnAttempt: d.OnAttempt,
+			Client: d.WebhookClient, DisableAfter: d.WebhookDisableAfter, Pacer: d.Pacer, Wake: d.Wake}
+	},
+}
+
+// DeliverPayload is the payload of webhook:deliver. Only DeliveryID and
+// Redeliver steer the handler; the rest names the delivery's subject for an
+// operator reading the task in the dashboard (never a secret, and the URL's
+// host only, since a URL may carry a token).
+type DeliverPayload struct {
+	DeliveryID  string `json:"delivery_id"`
+	WorkspaceID string `json:"workspace_id,omitempty"`
+	CallID      string `json:"call_id,omitempty"`
+	EndpointID  string `json:"endpoint_id,omitempty"`
+	Host        string `json:"url_host,omitempty"`
+	Event       string `json:"event,omitempty"`
+	// Redeliver marks a manual resend: sent even if the delivery succeeded.
+	Redeliver bool `json:"redeliver,omitempty"`
+}
+
+func deliverPayload(w endcall.Work, redeliver bool) DeliverPayload {
+	return DeliverPayload{DeliveryID: w.DeliveryID, WorkspaceID: w.WorkspaceID, CallID: w.CallID,
+		EndpointID: w.EndpointID, Host: w.Host, Event: w.Event, Redeliver: redeliver}
+}
+
 // DeliverStore is the persistence webhook:deliver needs.
 type DeliverStore interface {
 	DeliveryJob(ctx context.Context, id string) (*endcall.DeliveryJob, error)
@@ -58,7 +101,7 @@ type DeliverHandler struct {
 	// call.ended delivery as soon as it ends, instead of at their next look.
 	Wake Waker
 	Log  *slog.Logger
-	Now   func() time.Time
+	Now  func() time.Time
 	// OnAttempt, when set, observes each attempt's outcome (metrics).
 	OnAttempt func(outcome string)
 }
@@ -402,12 +445,13 @@ func (e *Enqueuer) Wake(ctx context.Context, work []endcall.Work) error {
 	var errs []error
 	for _, w := range work {
 		for try := 1; try <= wakeTries; try++ {
-			ok, _, err := e.enqueue(ctx, w, false)
+			ok, err := e.enqueue(ctx, w, 0)
 			if ok || err != nil || e.Inspector == nil {
 				errs = append(errs, err)
 				break
 			}
-			info, err := e.Inspector.GetTaskInfo(queueOf(w.Kind), taskID(w))
+			queue, id := TaskOf(w)
+			info, err := e.Inspector.GetTaskInfo(queue, id)
 			if errors.Is(err, asynq.ErrTaskNotFound) {
 				continue // finished in between: queue it again
 			} else if err != nil {
@@ -415,7 +459,7 @@ func (e *Enqueuer) Wake(ctx context.Context, work []endcall.Work) error {
 				break
 			}
 			if info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled {
-				err := e.Inspector.RunTask(queueOf(w.Kind), taskID(w))
+				err := e.Inspector.RunTask(queue, id)
 				if err == nil || errors.Is(err, asynq.ErrTaskNotFound) {
 					break
 				}

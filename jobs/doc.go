@@ -1,5 +1,7 @@
-// Package jobs holds the asynq task types of endcall: one file per task with
-// its type constant, payload, constructor and handler, and the Enqueuer that
-// turns owed work into tasks with deterministic IDs. Task type strings are
+// Package jobs holds the asynq task types of endcall, one file per task
+// type: its declaration (a TaskType: type name, queue, deterministic task ID,
+// options, payload, retry delay, handler, and the store query of what
+// Postgres owes of it), its payload and its handler. Registry lists them;
+// the Enqueuer, the worker and the reconciler read it. Task type strings are
 // permanent once deployed.
 package jobs

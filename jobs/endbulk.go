@@ -38,18 +38,21 @@ type EndBulkPayload struct {
 	JobID       string `json:"bulk_end_id"`
 }
 
-// NewEndBulkTask returns the task of a bulk end job. Its ID names the job,
-// so that the API and the sweeper queue one task however often they try.
-// A run that ends early (timeout, shutdown, outage) leaves the rest owed,
-// and the next run goes on from there.
-func NewEndBulkTask(workspaceID, jobID string) (*asynq.Task, error) {
-	w := endcall.Work{Kind: endcall.WorkEndBulk, JobID: jobID, WorkspaceID: workspaceID}
-	payload, err := json.Marshal(EndBulkPayload{WorkspaceID: workspaceID, JobID: jobID})
-	if err != nil {
-		return nil, err
-	}
-	return asynq.NewTask(TypeEndBulk, payload, asynq.TaskID(taskID(w)), asynq.Queue(queueOf(w.Kind)),
-		asynq.MaxRetry(25), asynq.Timeout(30*time.Minute)), nil
+// endBulkTask's ID names the job, so that the API and the reconciler queue
+// one task however often they try. A run that ends early (timeout,
+// shutdown, outage) leaves the rest owed, and the next run goes on from
+// there.
+var endBulkTask = TaskType{
+	Type:  TypeEndBulk,
+	Queue: QueueDefault,
+	Work:  endcall.WorkEndBulk,
+	ID:    func(w endcall.Work) string { return "endbulk:" + w.JobID },
+	Payload: func(w endcall.Work) any {
+		return EndBulkPayload{WorkspaceID: w.WorkspaceID, JobID: w.JobID}
+	},
+	Options: fixed(asynq.MaxRetry(25), asynq.Timeout(30*time.Minute)),
+	Owed:    OwedStore.OwedBulkEnds,
+	Handler: func(d *Deps) asynq.Handler { return &EndBulkHandler{Store: d.Store, Calls: d.BulkCalls, Log: d.Log} },
 }
 
 // EndBulkStore is the persistence calls:end-bulk needs.

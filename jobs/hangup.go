@@ -16,15 +16,24 @@ import (
 // or the process died before the provider answered.
 const TypeHangup = "call:hangup"
 
-// HangupMaxRetry bounds background hangup retries; with the retry delays of
-// the worker they span about an hour.
+// HangupMaxRetry bounds background hangup retries; with their retry delays
+// they span about an hour.
 const HangupMaxRetry = 12
 
-// NewHangupTask returns the call:hangup task of a call.
-func NewHangupTask(callID string) (*asynq.Task, error) {
-	w := endcall.Work{Kind: endcall.WorkHangup, CallID: callID}
-	return newCallTask(TypeHangup, taskID(w), callID,
-		asynq.Queue(queueOf(w.Kind)), asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(HangupTaskTimeout))
+var hangupTask = TaskType{
+	Type:    TypeHangup,
+	Queue:   QueueCritical,
+	Work:    endcall.WorkHangup,
+	ID:      func(w endcall.Work) string { return "hangup:" + w.CallID },
+	Payload: callPayload,
+	Options: fixed(asynq.MaxRetry(HangupMaxRetry), asynq.Timeout(HangupTaskTimeout)),
+	// 5s, 10s, 20s ... capped at 10 minutes: a provider outage is usually
+	// short, and the call may still be live.
+	RetryDelay: func(n int) time.Duration { return backoff(5*time.Second, n, 10*time.Minute) },
+	Owed:       OwedStore.OwedHangups,
+	Handler: func(d *Deps) asynq.Handler {
+		return &HangupHandler{Store: d.Store, Telephony: d.Telephony, Timeout: d.ProviderTimeout, Log: d.Log, OnOutcome: d.OnHangup}
+	},
 }
 
 // HangupHandler processes call:hangup.

@@ -45,11 +45,21 @@ func NewEndOverdueTask(slot time.Time, interval time.Duration) (*asynq.Task, err
 		return nil, err
 	}
 	// No retries: the next slot scans again anyway, and a failed scan stays
-	// visible as archived in the dashboard. (A scan whose worker died runs
-	// again: see worker.Rescuer.)
+	// visible as archived in the dashboard. So does a scan whose worker
+	// died; the next slot does its work.
 	return asynq.NewTask(TypeEndOverdue, payload, asynq.TaskID("overdue:"+strconv.FormatInt(slot.Unix(), 10)),
 		asynq.Queue(QueueDefault), asynq.MaxRetry(0), asynq.Timeout(overdueBudget+2*time.Minute),
 		asynq.Retention(interval+time.Minute)), nil
+}
+
+var endOverdueTask = TaskType{
+	Type:  TypeEndOverdue,
+	Queue: QueueDefault,
+	Handler: func(d *Deps) asynq.Handler {
+		return &EndOverdueHandler{Store: d.Store, Calls: d.Calls, MaxCallDuration: d.MaxCallDuration, Log: d.Log}
+	},
+	Every: func(d *Deps) time.Duration { return d.OverdueScanInterval },
+	Slot:  NewEndOverdueTask,
 }
 
 // OverdueStore is the persistence calls:end-overdue needs.

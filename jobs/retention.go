@@ -41,6 +41,20 @@ func NewDeliveryRetentionTask(slot time.Time, interval time.Duration) (*asynq.Ta
 		asynq.Retention(interval+time.Minute)), nil
 }
 
+// retentionInterval is how often expired deliveries are deleted: often
+// enough that each sweep has little to do.
+const retentionInterval = 10 * time.Minute
+
+var retentionTask = TaskType{
+	Type:  TypeDeliveryRetention,
+	Queue: QueueDefault,
+	Handler: func(d *Deps) asynq.Handler {
+		return &RetentionHandler{Store: d.Store, Retention: d.WebhookRetention, Log: d.Log}
+	},
+	Every: func(*Deps) time.Duration { return retentionInterval },
+	Slot:  NewDeliveryRetentionTask,
+}
+
 // RetentionStore is the persistence webhooks:delete-expired needs.
 type RetentionStore interface {
 	// DeleteExpiredDeliveries deletes up to batch deliveries no longer

@@ -4,12 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/livekit"
 )
+
+// TypeRoomDelete deletes the call's LiveKit room.
+const TypeRoomDelete = "room:delete"
+
+var roomTask = TaskType{
+	Type:    TypeRoomDelete,
+	Queue:   QueueDefault,
+	Work:    endcall.WorkRoomDelete,
+	ID:      func(w endcall.Work) string { return "room:" + w.CallID },
+	Payload: callPayload,
+	Options: fixed(asynq.MaxRetry(10), asynq.Timeout(30*time.Second)),
+	Owed:    OwedStore.OwedRooms,
+	Handler: func(d *Deps) asynq.Handler { return &RoomHandler{Store: d.Store, Rooms: d.Rooms} },
+}
 
 // RoomStore is the persistence room:delete needs.
 type RoomStore interface {

@@ -53,7 +53,7 @@ func New(inspector *asynq.Inspector, queues ...string) *Metrics {
 		Name: "endcall_analyses_total", Help: "Call analyses by outcome (completed, failed).",
 	}, []string{"outcome"})
 	m.sweepRequeued = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "endcall_sweeper_requeued_total", Help: "Owed post-call work the recovery sweeper had to queue again.",
+		Name: "endcall_sweeper_requeued_total", Help: "Owed post-call work the reconciler found missing from the queue, or whose worker died on its last attempt, and queued again.",
 	})
 	// Every known outcome starts at zero, so that a rate or an alert has a
 	// series before the first event.
@@ -117,5 +117,5 @@ func (m *Metrics) Analysis(outcome endcall.AnalysisStatus) {
 	m.analyses.WithLabelValues(string(outcome)).Inc()
 }
 
-// Requeued records work the sweeper found lost.
+// Requeued records work the reconciler queued again.
 func (m *Metrics) Requeued(n int) { m.sweepRequeued.Add(float64(n)) }

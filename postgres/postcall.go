@@ -45,7 +45,7 @@ const setRoomStatusSQL = `UPDATE calls SET room_status = $2, updated_at = now() 
 // (synchronous_commit off for that statement's transaction alone), in the
 // one statement and round trip. Such a commit is visible at once and
 // durable within about wal_writer_delay; only a crash of Postgres itself
-// can lose it, and then the work reads as owed again and the sweeper queues
+// can lose it, and then the work reads as owed again and the reconciler queues
 // it once more (at least once, as webhooks are anyway). A commit that owes
 // new work is never made this way.
 const unflushed = `(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed`
@@ -149,65 +149,16 @@ const completeAnalysisSQL = `UPDATE calls c SET analysis_status = $2, analysis =
 	WHERE c.id = $1 AND coalesce(c.analysis_status, '') = 'pending' AND c.analysis_run = $6
 	RETURNING ` + callColumns
 
-// StillOwed returns the items of work that Postgres still records as owed,
-// whatever their age: the sweeper's second look before it revives work
-// whose task is archived.
-func (s *Store) StillOwed(ctx context.Context, work []endcall.Work) ([]endcall.Work, error) {
-	var calls, deliveries, jobs []string
-	for _, w := range work {
-		switch w.Kind {
-		case endcall.WorkDeliver:
-			deliveries = append(deliveries, w.DeliveryID)
-		case endcall.WorkEndBulk:
-			jobs = append(jobs, w.JobID)
-		default:
-			calls = append(calls, w.CallID)
-		}
-	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT 'hangup', id::text, '', '', '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')
-		UNION ALL SELECT 'room_delete', id::text, '', '', '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'
-		UNION ALL SELECT 'analyze', id::text, '', '', '' FROM calls WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'
-		UNION ALL SELECT 'deliver', coalesce(call_id::text, ''), id, '', '' FROM webhook_deliveries WHERE id = ANY ($2::text[]) AND coalesce(status, '') = 'pending'
-		UNION ALL SELECT 'end_bulk', '', '', id::text, workspace_id::text FROM bulk_end_jobs WHERE id = ANY ($3::uuid[]) AND status = 'running'`,
-		calls, deliveries, jobs)
-	if err != nil {
-		return nil, dbError(err)
-	}
-	owed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (endcall.Work, error) {
-		var w endcall.Work
-		err := r.Scan(&w.Kind, &w.CallID, &w.DeliveryID, &w.JobID, &w.WorkspaceID)
-		return w, err
-	})
-	if err != nil {
-		return nil, dbError(err)
-	}
-	var still []endcall.Work
-	// An analysis is owed whatever run the caller knew of: the task reads
-	// the current one.
-	for _, w := range work {
-		for _, o := range owed {
-			if o.Same(w) {
-				still = append(still, w)
-				break
-			}
-		}
-	}
-	return still, nil
-}
-
 // pendingAnalyzedSQL describes the call.analyzed deliveries of call $1 still pending.
 const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id, call_id FROM webhook_deliveries
 	WHERE call_id = $1 AND event = 'call.analyzed' AND coalesce(status, '') = 'pending') ` + describeOwedSQL
 
-// OwedWork lists work recorded as owed and not done (post-call work, and
-// bulk end jobs still running), for work that has been owed since before
-// cutoff (younger work is normally still in flight on the fast path). At
-// most limit items of each kind.
-//
-// It reads the partial "owed" indexes (calls_owed_work,
-// webhook_deliveries_due). Statements that look up one row elsewhere test
-// the owed state as
+// The owed work of each kind, for the reconciler: what Postgres records as
+// owed and not done. Each lists work owed since before q.Before, oldest
+// first, at most q.Limit items, through the partial "owed" indexes
+// (calls_owed_work, webhook_deliveries_due); with q.Of, the subjects among
+// q.Of owed now. Statements that look up one row elsewhere test the owed
+// state as
 //
 //	coalesce(col, '') = 'pending'
 //
@@ -215,25 +166,66 @@ const pendingAnalyzedSQL = `WITH owed AS (SELECT id, endpoint_id, call_id FROM w
 // whose statistics lag behind a growing backlog, and walk all owed work to
 // update one row (939 buffers a room update in make bench's (b), against 2
 // by primary key).
-func (s *Store) OwedWork(ctx context.Context, cutoff, hangupCutoff time.Time, limit int) ([]endcall.Work, error) {
-	rows, err := s.pool.Query(ctx, `
-		(SELECT 'hangup', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
-			WHERE (provider_hangup_status = 'retrying' AND ended_at < $1
-				OR provider_hangup_status = 'pending' AND ended_at < $3)
-			ORDER BY ended_at LIMIT $2)
-		UNION ALL
-		(SELECT 'room_delete', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
-			WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
-		UNION ALL
-		(SELECT 'analyze', id::text, '', analysis_run, '', workspace_id::text, '', '', '' FROM calls
-			WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2)
-		UNION ALL
-		(SELECT 'deliver', coalesce(d.call_id::text, ''), d.id, 0, '', d.workspace_id::text, d.endpoint_id::text, e.url, d.event
-			FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-			WHERE d.status = 'pending' AND d.next_attempt_at < $1 ORDER BY d.next_attempt_at LIMIT $2)
-		UNION ALL
-		(SELECT 'end_bulk', '', '', 0, id::text, workspace_id::text, '', '', '' FROM bulk_end_jobs
-			WHERE status = 'running' AND created_at < $1 ORDER BY created_at LIMIT $2)`, cutoff, limit, hangupCutoff)
+
+// OwedHangups lists the calls whose provider hangup is retrying, or still
+// pending since before q.PendingHangupBefore.
+func (s *Store) OwedHangups(ctx context.Context, q endcall.OwedQuery) ([]endcall.Work, error) {
+	if q.Of != nil {
+		return s.owed(ctx, `SELECT 'hangup', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
+			WHERE id = ANY ($1::uuid[]) AND coalesce(provider_hangup_status, '') IN ('pending', 'retrying')`, q.Of)
+	}
+	return s.owed(ctx, `SELECT 'hangup', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
+		WHERE (provider_hangup_status = 'retrying' AND ended_at < $1
+			OR provider_hangup_status = 'pending' AND ended_at < $3)
+		ORDER BY ended_at LIMIT $2`, q.Before, q.Limit, q.PendingHangupBefore)
+}
+
+// OwedRooms lists the calls whose room deletion is owed.
+func (s *Store) OwedRooms(ctx context.Context, q endcall.OwedQuery) ([]endcall.Work, error) {
+	if q.Of != nil {
+		return s.owed(ctx, `SELECT 'room_delete', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
+			WHERE id = ANY ($1::uuid[]) AND coalesce(room_status, '') = 'pending'`, q.Of)
+	}
+	return s.owed(ctx, `SELECT 'room_delete', id::text, '', 0, '', workspace_id::text, '', '', '' FROM calls
+		WHERE room_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2`, q.Before, q.Limit)
+}
+
+// OwedAnalyses lists the calls whose analysis is owed, on their current run.
+func (s *Store) OwedAnalyses(ctx context.Context, q endcall.OwedQuery) ([]endcall.Work, error) {
+	if q.Of != nil {
+		return s.owed(ctx, `SELECT 'analyze', id::text, '', analysis_run, '', workspace_id::text, '', '', '' FROM calls
+			WHERE id = ANY ($1::uuid[]) AND coalesce(analysis_status, '') = 'pending'`, q.Of)
+	}
+	return s.owed(ctx, `SELECT 'analyze', id::text, '', analysis_run, '', workspace_id::text, '', '', '' FROM calls
+		WHERE analysis_status = 'pending' AND ended_at < $1 ORDER BY ended_at LIMIT $2`, q.Before, q.Limit)
+}
+
+// OwedDeliveries lists the webhook deliveries owed, with what names them to
+// an operator.
+func (s *Store) OwedDeliveries(ctx context.Context, q endcall.OwedQuery) ([]endcall.Work, error) {
+	const columns = `SELECT 'deliver', coalesce(d.call_id::text, ''), d.id, 0, '', d.workspace_id::text, d.endpoint_id::text, e.url, d.event
+		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id`
+	if q.Of != nil {
+		return s.owed(ctx, columns+` WHERE d.id = ANY ($1::text[]) AND coalesce(d.status, '') = 'pending'`, q.Of)
+	}
+	return s.owed(ctx, columns+` WHERE d.status = 'pending' AND d.next_attempt_at < $1 ORDER BY d.next_attempt_at LIMIT $2`, q.Before, q.Limit)
+}
+
+// OwedBulkEnds lists the bulk end jobs still running.
+func (s *Store) OwedBulkEnds(ctx context.Context, q endcall.OwedQuery) ([]endcall.Work, error) {
+	if q.Of != nil {
+		return s.owed(ctx, `SELECT 'end_bulk', '', '', 0, id::text, workspace_id::text, '', '', '' FROM bulk_end_jobs
+			WHERE id = ANY ($1::uuid[]) AND status = 'running'`, q.Of)
+	}
+	return s.owed(ctx, `SELECT 'end_bulk', '', '', 0, id::text, workspace_id::text, '', '', '' FROM bulk_end_jobs
+		WHERE status = 'running' AND created_at < $1 ORDER BY created_at LIMIT $2`, q.Before, q.Limit)
+}
+
+// owed runs one of the owed-work queries above, whose columns are the kind,
+// call, delivery, analysis run, bulk end job, workspace, endpoint, endpoint
+// URL and event.
+func (s *Store) owed(ctx context.Context, sql string, args ...any) ([]endcall.Work, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, dbError(err)
 	}

@@ -128,7 +128,7 @@ func TestBulkEndCampaign(t *testing.T) {
 }
 
 // A worker stopped mid-job, and Redis losing every task, do not lose the
-// job: the sweeper finds it still running in Postgres, a new worker
+// job: the reconciler finds it still running in Postgres, a new worker
 // finishes it, and no call is hung up twice.
 func TestBulkEndSurvivesWorkerAndRedisLoss(t *testing.T) {
 	t.Parallel()
@@ -156,9 +156,7 @@ func TestBulkEndSurvivesWorkerAndRedisLoss(t *testing.T) {
 	}
 
 	p.startWorker()
-	// The sweep may report post-call tasks it cannot inspect (their queue
-	// went with the flush); what matters here is that it queues the job.
-	if _, err := p.sweeper().Sweep(context.Background()); err != nil {
+	if _, err := p.reconciler().Reconcile(context.Background()); err != nil {
 		t.Log(err)
 	}
 	j, _ = p.waitCompleted(j.ID, time.Minute)

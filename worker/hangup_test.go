@@ -136,7 +136,7 @@ func TestHangupRetriesRunOut(t *testing.T) {
 	if err := insp.DeleteTask(jobs.QueueCritical, "hangup:"+c.ID); err != nil {
 		t.Fatal(err)
 	}
-	task, _ := jobs.NewHangupTask(c.ID)
+	task, _ := (&jobs.Enqueuer{}).Task(endcall.Work{Kind: endcall.WorkHangup, CallID: c.ID})
 	if _, err := b.client.Enqueue(task, asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}

@@ -261,7 +261,7 @@ func TestAnalysisOfEmptyTranscriptCompletes(t *testing.T) {
 	}
 }
 
-func TestSweeperIsSafeWithSeveralRunning(t *testing.T) {
+func TestReconcilerIsSafeWithSeveralRunning(t *testing.T) {
 	t.Parallel()
 	p := setupPipeline(t, func(o *pipelineOptions) { o.noWorker = true })
 	rc := webhooktest.New(t)
@@ -275,20 +275,20 @@ func TestSweeperIsSafeWithSeveralRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := p.sweeper()
+	r := p.reconciler()
 	var total int
 	for range 3 {
-		n, err := s.Sweep(context.Background())
+		n, err := r.Reconcile(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		total += n
 	}
 	if total != 3 {
-		t.Errorf("three sweeps queued %d tasks in all, want 3 (room, analysis, delivery) once", total)
+		t.Errorf("three passes queued %d tasks in all, want 3 (room, analysis, delivery) once", total)
 	}
 	p.startWorker()
-	waitFor(t, 10*time.Second, "delivery after the sweep", func() bool { return len(rc.Deliveries()) == 1 })
+	waitFor(t, 10*time.Second, "delivery after the passes", func() bool { return len(rc.Deliveries()) == 1 })
 	var stored endcall.Call
 	waitFor(t, 10*time.Second, "settled", func() bool {
 		p.do("GET", "/v1/calls/"+c.ID, nil, &stored)

@@ -46,7 +46,7 @@ type pipelineOptions struct {
 }
 
 // pipeline is the whole service in one test: API, end path, worker and
-// sweeper on real Postgres and Redis, with LiveKit and Twilio faked on the
+// reconciler on real Postgres and Redis, with LiveKit and Twilio faked on the
 // wire.
 type pipeline struct {
 	t        *testing.T
@@ -61,6 +61,7 @@ type pipeline struct {
 	rooms    *livekittest.Server
 	redis    asynq.RedisConnOpt
 	enq      *jobs.Enqueuer
+	inspect  *asynq.Inspector
 	opts     pipelineOptions
 	log      *slog.Logger
 	stopWork context.CancelFunc
@@ -96,6 +97,7 @@ func setupPipeline(t *testing.T, opts ...func(*pipelineOptions)) *pipeline {
 	inspector := asynq.NewInspector(p.redis)
 	t.Cleanup(func() { inspector.Close() })
 	p.enq = &jobs.Enqueuer{Client: client, Inspector: inspector, DeliverMaxRetry: len(o.schedule)}
+	p.inspect = inspector
 	var token string
 	p.account, token = p.twilio.NewAccount()
 	tel := twilio.New(twilio.Config{BaseURL: p.twilio.URL(), AccountSID: p.account, AuthToken: token, Timeout: time.Second})
@@ -126,38 +128,40 @@ func (p *pipeline) startWorker() {
 	p.t.Cleanup(p.stopWorker)
 }
 
-// newWorker builds a worker with every post-call handler.
-func (p *pipeline) newWorker() *worker.Worker {
+// newWorker builds a worker with the handler of every task type, as
+// `endcall worker` does.
+func (p *pipeline) newWorker() *worker.Worker { return p.workerOn(p.redis) }
+
+// workerOn is newWorker reaching Redis through opt.
+func (p *pipeline) workerOn(opt asynq.RedisConnOpt) *worker.Worker {
 	shutdown := p.opts.shutdownTimeout
 	if shutdown == 0 {
 		shutdown = 5 * time.Second
 	}
-	w := worker.New(worker.Config{Redis: p.redis, Concurrency: 10, ShutdownTimeout: shutdown, Log: p.log})
-	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: p.store, Rooms: livekit.New(p.rooms.URL, "lk-key", "lk-secret-0123456789", 2*time.Second)})
+	w := worker.New(worker.Config{Redis: opt, Concurrency: 10, ShutdownTimeout: shutdown, Log: p.log})
+	w.HandleAll(p.deps())
+	return w
+}
+
+// deps are the handlers' dependencies as `endcall worker` builds them, with
+// a Redis client of their own (rate limits, hangup slots), as each process
+// has.
+func (p *pipeline) deps() *jobs.Deps {
 	var an analysis.Analyzer = analysis.Builtin{}
 	if p.opts.analyzer != nil {
 		an = p.opts.analyzer
 	}
-	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: p.store, Analyzer: an, Queue: p.enq, Log: p.log})
-	w.Handle(jobs.TypeDeliver, p.deliverHandler())
 	rdb := p.redis.MakeRedisClient().(redis.UniversalClient)
 	p.t.Cleanup(func() { rdb.Close() })
 	bulk := *p.calls
 	bulk.Telephony = &jobs.SlottedTelephony{Telephony: p.calls.Telephony, PlatformAccount: p.account,
 		Slots: &semaphore.Semaphore{Redis: rdb, Prefix: "endcall:hangup-slots:", Limit: 20, Lease: 10 * time.Second,
 			RedisTimeout: 500 * time.Millisecond, Backoff: time.Second, Log: p.log}}
-	w.Handle(jobs.TypeEndBulk, &jobs.EndBulkHandler{Store: p.store, Calls: &bulk, Log: p.log})
-	return w
-}
-
-// deliverHandler is webhook:deliver as `endcall worker` builds it, with a
-// rate limiter of its own on the pipeline's Redis, as each process has.
-func (p *pipeline) deliverHandler() *jobs.DeliverHandler {
-	rdb := p.redis.MakeRedisClient().(redis.UniversalClient)
-	p.t.Cleanup(func() { rdb.Close() })
-	return &jobs.DeliverHandler{Store: p.store, Schedule: p.opts.schedule, Log: p.log,
-		Client: webhook.NewHTTPClient(p.opts.webhookTimeout, true), DisableAfter: p.opts.disableAfter,
-		Pacer: &jobs.Pacer{Redis: rdb}, Wake: p.enq}
+	return &jobs.Deps{Store: p.store, Telephony: p.calls.Telephony, Queue: p.enq, Log: p.log,
+		Rooms:    livekit.New(p.rooms.URL, "lk-key", "lk-secret-0123456789", 2*time.Second),
+		Analyzer: an, Calls: p.calls, BulkCalls: &bulk, ProviderTimeout: time.Second, MaxCallDuration: time.Hour,
+		WebhookSchedule: p.opts.schedule, WebhookClient: webhook.NewHTTPClient(p.opts.webhookTimeout, true),
+		WebhookDisableAfter: p.opts.disableAfter, WebhookRetention: 24 * time.Hour, Pacer: &jobs.Pacer{Redis: rdb}, Wake: p.enq}
 }
 
 func (p *pipeline) stopWorker() {
@@ -270,8 +274,8 @@ var happyTranscript = []map[string]any{
 	{"role": "agent", "content": "Glad to help. Have a great day!", "start_ms": 6400, "end_ms": 8000},
 }
 
-// sweeper returns a sweeper over the pipeline's store and queue with no
-// grace, so that it acts at once.
-func (p *pipeline) sweeper() *worker.Sweeper {
-	return &worker.Sweeper{Store: p.store, Queue: p.enq, Interval: 200 * time.Millisecond, Limit: 1000, Log: p.log}
+// reconciler returns a reconciler over the pipeline's store and queue with
+// no grace, so that it acts at once.
+func (p *pipeline) reconciler() *worker.Reconciler {
+	return &worker.Reconciler{Store: p.store, Queue: p.enq, Inspector: p.inspect, Interval: 200 * time.Millisecond, Limit: 1000, Log: p.log}
 }

@@ -1,6 +1,6 @@
 // Package worker runs endcall's background side: the asynq server with its
-// queues and task routing, and (in later files) the periodic scheduler and
-// the recovery sweeper.
+// queues and the handlers of jobs.Registry, the periodic scheduler, and the
+// reconciler that puts right what Postgres owes and the queue lacks.
 package worker
 
 import (
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -45,7 +44,7 @@ type Worker struct {
 // New builds the server and its mux. Register handlers with Handle before Run.
 func New(cfg Config) *Worker {
 	w := &Worker{mux: asynq.NewServeMux(), log: cfg.Log}
-	w.mux.Use(w.logTask)
+	w.mux.Use(w.logTask, revokeOutageOnLastAttempt)
 	w.server = asynq.NewServer(cfg.Redis, asynq.Config{
 		Concurrency:     cfg.Concurrency,
 		Queues:          queues,
@@ -69,6 +68,14 @@ func New(cfg Config) *Worker {
 // Handle routes a task type to its handler.
 func (w *Worker) Handle(taskType string, h asynq.Handler) { w.mux.Handle(taskType, h) }
 
+// HandleAll routes every task type of jobs.Registry to its handler, built
+// from d.
+func (w *Worker) HandleAll(d *jobs.Deps) {
+	for _, t := range jobs.Registry {
+		w.Handle(t.Type, t.Handler(d))
+	}
+}
+
 // Run processes tasks until ctx is done, then stops fetching and waits for
 // in-flight tasks up to the shutdown timeout.
 func (w *Worker) Run(ctx context.Context) error {
@@ -81,13 +88,31 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // isFailure says which errors use up a retry: not a shutdown's
-// cancellation, and not a delivery postponed before its attempt.
+// cancellation, not a task postponed before its attempt, and not an outage.
+// asynq retries a task whose error is no failure without counting it, so a
+// task that meets Postgres down, however long, never runs out of retries for
+// it.
 func isFailure(err error) bool {
 	var pp *jobs.Postpone
-	return !errors.Is(err, context.Canceled) && !errors.As(err, &pp)
+	return !errors.Is(err, context.Canceled) && !errors.As(err, &pp) && !jobs.Outage(err)
 }
 
-// retryDelay is the one RetryDelayFunc: it switches on the task type.
+// Retry delays that no task type sets.
+const (
+	// leaseRetryDelay is how long a task whose worker died waits before it
+	// runs again; it has waited out its lease already. asynq's recoverer
+	// lists expired leases, then retries them one round trip at a time; a
+	// second recoverer that listed the task too then finds it waiting, not
+	// running again, and leaves it.
+	leaseRetryDelay = 5 * time.Second
+	// maxOutageDelay caps the delay of a retry after an outage: the count of
+	// failures, which sets the delay, does not grow during one, and the task
+	// is to run soon after it ends.
+	maxOutageDelay = time.Minute
+)
+
+// retryDelay is the one RetryDelayFunc: a delay the error sets, else the
+// task type's.
 func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	var in *jobs.RetryIn
 	var pp *jobs.Postpone
@@ -97,39 +122,44 @@ func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	case errors.As(err, &pp):
 		return max(time.Until(pp.At), 0)
 	case errors.Is(err, asynq.ErrLeaseExpired):
-		// The worker running it died, and it has waited out the lease
-		// already; the few seconds keep a second recoverer that listed it
-		// too from retrying its new run.
-		return HandBackDelay
+		return leaseRetryDelay
 	}
-	switch t.Type() {
-	case jobs.TypeHangup:
-		// 5s, 10s, 20s ... capped at 10 minutes: a provider outage is
-		// usually short, and the call may still be live.
-		return backoff(5*time.Second, n, 10*time.Minute)
-	case jobs.TypeDeliver:
-		// A failure before the attempt (the database, say): retry soon,
-		// the receiver has not been asked yet.
-		return backoff(2*time.Second, n, time.Minute)
+	d := asynq.DefaultRetryDelayFunc(n, err, t)
+	if tt := jobs.Lookup(t.Type()); tt != nil && tt.RetryDelay != nil {
+		d = tt.RetryDelay(n)
 	}
-	return asynq.DefaultRetryDelayFunc(n, err, t)
-}
-
-func backoff(base time.Duration, n int, max time.Duration) time.Duration {
-	d := time.Duration(float64(base) * math.Pow(2, float64(n)))
-	if d > max || d <= 0 {
-		return max
+	if jobs.Outage(err) {
+		d = min(d, maxOutageDelay)
 	}
 	return d
 }
 
+// revokeOutageOnLastAttempt: asynq archives a task that fails with no retry
+// left, whether or not its error is a failure. When that error is an outage
+// and Postgres owes the task's work, the handler could not record an
+// outcome; the task is revoked instead (removed from Redis), and the
+// reconciler queues the work afresh once it finds it owed and unqueued.
+func revokeOutageOnLastAttempt(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		if !jobs.Outage(err) || errors.Is(err, asynq.SkipRetry) {
+			return err
+		}
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if tt := jobs.Lookup(t.Type()); retried >= maxRetry && tt != nil && tt.Owed != nil {
+			return fmt.Errorf("%w (its work stays owed; the reconciler queues it again): %w", err, asynq.RevokeTask)
+		}
+		return err
+	})
+}
+
 // logTask writes one structured line per task with its type, call id,
-// outcome and latency. It also marks an error caused by an outage, so that
-// the sweeper can tell a task archived on one (jobs.MarkOutage).
+// outcome and latency.
 func (w *Worker) logTask(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		start := time.Now()
-		err := jobs.MarkOutage(next.ProcessTask(ctx, t))
+		err := next.ProcessTask(ctx, t)
 		id, _ := asynq.GetTaskID(ctx)
 		retried, _ := asynq.GetRetryCount(ctx)
 		attrs := []slog.Attr{slog.String("type", t.Type()), slog.String("task_id", id),

@@ -33,15 +33,6 @@ import (
 // shutdownTimeout bounds draining HTTP requests and in-flight tasks.
 const shutdownTimeout = 25 * time.Second
 
-// A task whose worker died runs again at most a lease (30 s) plus
-// rescueMargin plus rescueInterval plus worker.HandBackDelay (5 s) after
-// the death: 75 s, within the contract's 90 s (see worker.Rescuer). The
-// margin is asynq's own.
-const (
-	rescueInterval = 10 * time.Second
-	rescueMargin   = 30 * time.Second
-)
-
 // runProcess runs serve, worker or all until ctx is cancelled.
 func runProcess(ctx context.Context, mode string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := config.Load(getenv)
@@ -88,7 +79,7 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		OnEnded: m.CallEnded,
 	}
 	// One Redis client for what is not asynq's own: the readiness probe, the
-	// rate limit and the rescuer.
+	// rate limits and the hangup slots.
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	g, ctx := errgroup.WithContext(ctx)
@@ -105,40 +96,30 @@ func runProcess(ctx context.Context, mode string, getenv func(string) string, st
 		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, handler, log) })
 	}
 	if mode == "worker" || mode == "all" {
-		w, err := newWorker(cfg, log, store, tel, enq, redisOpt, rdb, m)
+		deps, err := workerDeps(cfg, log, store, tel, svc, enq, rdb, m)
 		if err != nil {
 			return err
 		}
-		sweeper := &worker.Sweeper{Store: store, Queue: enq, Interval: cfg.RecoverySweepInterval,
+		w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
+		w.HandleAll(deps)
+		reconciler := &worker.Reconciler{Store: store, Queue: enq, Inspector: inspector, Interval: cfg.RecoverySweepInterval,
 			Grace: sweepGrace(cfg.RecoverySweepInterval), HangupGrace: hangupGrace(cfg.ProviderTimeout), Limit: 1000, Log: log, OnRequeued: m.Requeued}
 		if mode == "worker" && cfg.MetricsAddr != "" {
 			g.Go(func() error { return serveHTTP(ctx, cfg.MetricsAddr, metricsHandler(m), log) })
 		}
-		w.Handle(jobs.TypeEndOverdue, &jobs.EndOverdueHandler{Store: store, Calls: svc, MaxCallDuration: cfg.MaxCallDuration, Log: log})
-		w.Handle(jobs.TypeEndBulk, &jobs.EndBulkHandler{Store: store, Calls: bulkCalls(cfg, svc, rdb, log), Log: log})
-		scheduler := &worker.Scheduler{Client: client, Interval: cfg.OverdueScanInterval, Log: log,
-			Task: func(slot time.Time) (*asynq.Task, error) {
-				return jobs.NewEndOverdueTask(slot, cfg.OverdueScanInterval)
-			}}
-		retention := &worker.Scheduler{Client: client, Interval: retentionInterval, Log: log,
-			Task: func(slot time.Time) (*asynq.Task, error) {
-				return jobs.NewDeliveryRetentionTask(slot, retentionInterval)
-			}}
-		rescuer := &worker.Rescuer{Redis: rdb, Inspector: inspector, Interval: rescueInterval, Margin: rescueMargin,
-			Delay: worker.HandBackDelay, Log: log}
 		g.Go(func() error { return w.Run(ctx) })
-		g.Go(func() error { return sweeper.Run(ctx) })
-		g.Go(func() error { return rescuer.Run(ctx) })
-		g.Go(func() error { return retention.Run(ctx) })
-		g.Go(func() error { return scheduler.Run(ctx) })
+		g.Go(func() error { return reconciler.Run(ctx) })
+		for _, s := range worker.Schedulers(client, deps) {
+			g.Go(func() error { return s.Run(ctx) })
+		}
 	}
 	err = g.Wait()
 	log.Info("stopped", "mode", mode)
 	return err
 }
 
-// newWorker builds the asynq server with a handler for every task type.
-func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, enq *jobs.Enqueuer, redisOpt asynq.RedisConnOpt, rdb redis.UniversalClient, m *metrics.Metrics) (*worker.Worker, error) {
+// workerDeps builds what the handlers of the task types are made of.
+func workerDeps(cfg config.Config, log *slog.Logger, store *postgres.Store, tel endcall.Telephony, svc *calls.Service, enq *jobs.Enqueuer, rdb redis.UniversalClient, m *metrics.Metrics) (*jobs.Deps, error) {
 	analyzer, err := analysis.New(analysis.Config{LLMBaseURL: cfg.AnalysisLLMBaseURL, LLMAPIKey: cfg.AnalysisLLMAPIKey,
 		LLMModel: cfg.AnalysisLLMModel, OnFallback: func(c *endcall.Call, err error) {
 			log.Warn("LLM analysis failed; using the built-in analyzer", "call_id", c.ID, "error", err)
@@ -150,21 +131,16 @@ func newWorker(cfg config.Config, log *slog.Logger, store *postgres.Store, tel e
 	if cfg.LiveKitURL != "" {
 		rooms = livekit.New(cfg.LiveKitURL, cfg.LiveKitAPIKey, cfg.LiveKitAPISecret, 10*time.Second)
 	}
-	w := worker.New(worker.Config{Redis: redisOpt, Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: shutdownTimeout, Log: log})
-	w.Handle(jobs.TypeHangup, &jobs.HangupHandler{Store: store, Telephony: tel, Timeout: cfg.ProviderTimeout, Log: log, OnOutcome: m.Hangup})
-	w.Handle(jobs.TypeRoomDelete, &jobs.RoomHandler{Store: store, Rooms: rooms})
-	w.Handle(jobs.TypeAnalyze, &jobs.AnalyzeHandler{Store: store, Analyzer: analyzer, Queue: enq, Log: log, OnResult: m.Analysis,
-		MaxInFlight: analysesInFlight(cfg)})
-	w.Handle(jobs.TypeDeliver, &jobs.DeliverHandler{Store: store, Schedule: cfg.WebhookRetrySchedule, Log: log, OnAttempt: m.WebhookAttempt,
-		Client:       webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
-		DisableAfter: cfg.WebhookDisableAfter, Pacer: &jobs.Pacer{Redis: rdb}, Wake: enq})
-	w.Handle(jobs.TypeDeliveryRetention, &jobs.RetentionHandler{Store: store, Retention: cfg.WebhookDeliveryRetention, Log: log})
-	return w, nil
+	return &jobs.Deps{
+		Store: store, Telephony: tel, Rooms: rooms, Queue: enq, Log: log,
+		Analyzer: analyzer, AnalysesInFlight: analysesInFlight(cfg),
+		Calls: svc, BulkCalls: bulkCalls(cfg, svc, rdb, log),
+		ProviderTimeout: cfg.ProviderTimeout, MaxCallDuration: cfg.MaxCallDuration, OverdueScanInterval: cfg.OverdueScanInterval,
+		WebhookSchedule: cfg.WebhookRetrySchedule, WebhookClient: webhook.NewHTTPClient(cfg.WebhookTimeout, cfg.WebhookAllowPrivateNetworks),
+		WebhookDisableAfter: cfg.WebhookDisableAfter, WebhookRetention: cfg.WebhookDeliveryRetention, Pacer: &jobs.Pacer{Redis: rdb}, Wake: enq,
+		OnHangup: m.Hangup, OnAnalysis: m.Analysis, OnAttempt: m.WebhookAttempt,
+	}, nil
 }
-
-// retentionInterval is how often expired deliveries are deleted: often
-// enough that each sweep has little to do.
-const retentionInterval = 10 * time.Minute
 
 // hangupsPerAccount is the most hangups in flight per Twilio account that
 // bulk ends make, across every worker: Twilio limits concurrent requests
@@ -183,7 +159,7 @@ func bulkCalls(cfg config.Config, svc *calls.Service, rdb redis.UniversalClient,
 	return &bulk
 }
 
-// sweepGrace is how old owed work must be before the sweeper re-queues it:
+// sweepGrace is how old owed work must be before the reconciler queues it:
 // long enough for the fast path to have queued it, at most 30 s.
 func sweepGrace(interval time.Duration) time.Duration {
 	return min(30*time.Second, interval/2)
@@ -200,8 +176,8 @@ func analysesInFlight(cfg config.Config) int {
 	return max(1, cfg.WorkerConcurrency/2)
 }
 
-// hangupGrace is how old a pending hangup must be before the sweeper makes
-// it: older than any end path still waiting on the provider, so that only a
+// hangupGrace is how old a pending hangup must be before the reconciler
+// queues it: older than any end path still waiting on the provider, so that only a
 // hangup whose end path died is made again.
 func hangupGrace(providerTimeout time.Duration) time.Duration {
 	return providerTimeout + 10*time.Second

@@ -15,7 +15,7 @@ endcall ends phone calls and runs the post-call work.
 
 Subcommands:
   serve                            HTTP API, dashboard and metrics
-  worker                           task worker, scheduler and recovery sweeper
+  worker                           task worker, scheduler and reconciler
   all                              serve and worker in one process
   migrate                          apply database migrations and exit
   apikey create --workspace NAME   create a workspace (if needed) and an API key
@@ -45,7 +45,7 @@ var subcommandHelp = map[string]help{
 		about: "Runs the HTTP API (/v1), /healthz, /readyz, /metrics and the dashboard (/monitoring/) on HTTP_ADDR.\nRefuses an unmigrated database.",
 		env:   processEnv()},
 	"worker": {usage: "endcall worker",
-		about: "Runs the asynq worker (queues critical, default, webhooks), the overdue-call scheduler, the\nrecovery sweeper and the rescuer; /metrics and /healthz on METRICS_ADDR when set.\nRefuses an unmigrated database.",
+		about: "Runs the asynq worker (queues critical, default, webhooks), the overdue-call scheduler and\nthe reconciler; /metrics and /healthz on METRICS_ADDR when set.\nRefuses an unmigrated database.",
 		env:   processEnv()},
 	"all": {usage: "endcall all", about: "Runs serve and worker in one process.", env: processEnv()},
 	"migrate": {usage: "endcall migrate",
