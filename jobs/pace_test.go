@@ -38,7 +38,7 @@ func TestPacerGivesEachDeliveryItsOwnTurn(t *testing.T) {
 		t.Fatalf("first delivery waits %v, want 0", d)
 	}
 	b, c := wait("b"), wait("c")
-	if b < 400*time.Millisecond || b > 510*time.Millisecond || c < 900*time.Millisecond || c > 1020*time.Millisecond {
+	if b < 400*time.Millisecond || b > 520*time.Millisecond || c < 900*time.Millisecond || c > 1040*time.Millisecond {
 		t.Fatalf("b waits %v, c %v; want about 500 ms and 1 s", b, c)
 	}
 	// Asking again keeps the same turn.

@@ -25,14 +25,14 @@ type Config struct {
 	Log             *slog.Logger
 }
 
-// queues are the worker's queues and their weights. Weighted, not strict:
+// Queues are the worker's queues and their weights. Weighted, not strict:
 // hangups come first and nothing starves. A call makes two default tasks
 // (its room and its analysis) and a webhook task per endpoint and event.
 // Webhooks get six times the default queue's share, more than their part of
 // the work, so that under overload their queue keeps draining: a call.ended
 // delivery then waits behind little, while rooms, analyses (and the
 // call.analyzed deliveries they make) lag and catch up after.
-var queues = map[string]int{jobs.QueueCritical: 6, jobs.QueueWebhooks: 6, jobs.QueueDefault: 1}
+var Queues = map[string]int{jobs.QueueCritical: 6, jobs.QueueWebhooks: 6, jobs.QueueDefault: 1}
 
 // Worker is a running (or runnable) asynq server.
 type Worker struct {
@@ -47,7 +47,7 @@ func New(cfg Config) *Worker {
 	w.mux.Use(w.logTask, revokeOutageOnLastAttempt)
 	w.server = asynq.NewServer(cfg.Redis, asynq.Config{
 		Concurrency:     cfg.Concurrency,
-		Queues:          queues,
+		Queues:          Queues,
 		RetryDelayFunc:  retryDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          asynqLogger{cfg.Log},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/endcall/endcall"
 	"github.com/endcall/endcall/jobs"
+	"github.com/endcall/endcall/worker"
 )
 
 // subscribe registers the receiver's two endpoints for both events, the
@@ -341,7 +342,7 @@ func (b *bench) noopFloor(ctx context.Context) (float64, error) {
 	finished := make(chan struct{})
 	srv := asynq.NewServer(opt, asynq.Config{
 		Concurrency:              b.o.workerConc,
-		Queues:                   map[string]int{jobs.QueueCritical: 6, jobs.QueueDefault: 3, jobs.QueueWebhooks: 3},
+		Queues:                   worker.Queues,
 		TaskCheckInterval:        50 * time.Millisecond,
 		DelayedTaskCheckInterval: 250 * time.Millisecond,
 		LogLevel:                 asynq.ErrorLevel,
