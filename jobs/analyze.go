@@ -72,17 +72,28 @@ type AnalyzeHandler struct {
 // process's are all taken.
 const postponeAnalysis = time.Second
 
-// take reserves a slot for an analysis, or reports that none is free.
-func (h *AnalyzeHandler) take() (release func(), ok bool) {
+// take reserves a slot for an analysis. With none free it postpones the
+// task, or, on the task's last attempt, waits for one: asynq archives a task
+// whose last attempt fails, even with a postponement, and the analysis would
+// then never run.
+func (h *AnalyzeHandler) take(ctx context.Context) (release func(), err error) {
 	if h.MaxInFlight <= 0 {
-		return func() {}, true
+		return func() {}, nil
 	}
 	h.once.Do(func() { h.slots = make(chan struct{}, h.MaxInFlight) })
 	select {
 	case h.slots <- struct{}{}:
-		return func() { <-h.slots }, true
+		return func() { <-h.slots }, nil
 	default:
-		return nil, false
+	}
+	if RetriesLeft(ctx) {
+		return nil, &Postpone{At: time.Now().Add(postponeAnalysis), Why: "this process runs as many analyses as it may"}
+	}
+	select {
+	case h.slots <- struct{}{}:
+		return func() { <-h.slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
@@ -95,9 +106,9 @@ func (h *AnalyzeHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	release, ok := h.take()
-	if !ok {
-		return &Postpone{At: time.Now().Add(postponeAnalysis), Why: "this process runs as many analyses as it may"}
+	release, err := h.take(ctx)
+	if err != nil {
+		return err
 	}
 	defer release()
 	c, run, plan, err := h.Store.AnalysisTarget(ctx, p.CallID)

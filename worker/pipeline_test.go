@@ -40,6 +40,8 @@ type pipelineOptions struct {
 	databaseURL    string
 	noWorker       bool
 	analyzer       analysis.Analyzer // nil: the built-in one
+	// analysesInFlight bounds the analyses the worker runs at once (0: none).
+	analysesInFlight int
 	disableAfter   time.Duration
 	// shutdownTimeout is the worker's; 5 s when zero.
 	shutdownTimeout time.Duration
@@ -159,7 +161,7 @@ func (p *pipeline) deps() *jobs.Deps {
 			RedisTimeout: 500 * time.Millisecond, Backoff: time.Second, Log: p.log}}
 	return &jobs.Deps{Store: p.store, Telephony: p.calls.Telephony, Queue: p.enq, Log: p.log,
 		Rooms:    livekit.New(p.rooms.URL, "lk-key", "lk-secret-0123456789", 2*time.Second),
-		Analyzer: an, Calls: p.calls, BulkCalls: &bulk, ProviderTimeout: time.Second, MaxCallDuration: time.Hour,
+		Analyzer: an, AnalysesInFlight: p.opts.analysesInFlight, Calls: p.calls, BulkCalls: &bulk, ProviderTimeout: time.Second, MaxCallDuration: time.Hour,
 		WebhookSchedule: p.opts.schedule, WebhookClient: webhook.NewHTTPClient(p.opts.webhookTimeout, true),
 		WebhookDisableAfter: p.opts.disableAfter, WebhookRetention: 24 * time.Hour, Pacer: &jobs.Pacer{Redis: rdb}, Wake: p.enq}
 }
