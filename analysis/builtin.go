@@ -7,7 +7,6 @@ import (
 	"math"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/endcall/endcall"
@@ -34,7 +33,7 @@ var vader = sync.OnceValue(govader.NewSentimentIntensityAnalyzer)
 // network and never fails on a valid call.
 type Builtin struct {
 	// Now is the clock of analyzed_at; nil means time.Now.
-	Now func() time.Time
+	Now endcall.Clock
 }
 
 var _ Analyzer = Builtin{}
@@ -59,7 +58,7 @@ func (b Builtin) Analyze(ctx context.Context, c *endcall.Call, plan *endcall.Ana
 		SentimentScore: score,
 		Summary:        summarize(turns),
 		Metrics:        ComputeMetrics(c),
-		AnalyzedAt:     b.now(),
+		AnalyzedAt:     b.Now.Now().UTC(),
 	}
 	applyPlan(a, plan)
 	return a, nil, nil
@@ -76,13 +75,6 @@ func applyPlan(a *endcall.Analysis, plan *endcall.AnalysisPlan) {
 	for _, f := range plan.Fields {
 		a.Fields[f.Name] = json.RawMessage("null")
 	}
-}
-
-func (b Builtin) now() time.Time {
-	if b.Now != nil {
-		return b.Now().UTC()
-	}
-	return time.Now().UTC()
 }
 
 func isAgent(t endcall.Turn) bool { return strings.EqualFold(t.Role, "agent") }

@@ -133,7 +133,7 @@ func (l *LLM) result(c *endcall.Call, plan *endcall.AnalysisPlan, ans *modelAnsw
 		SentimentScore: round(ans.SentimentScore, 4),
 		Summary:        clipRunes(strings.TrimSpace(ans.Summary), maxSummaryRunes),
 		Metrics:        ComputeMetrics(c),
-		AnalyzedAt:     l.Builtin.now(),
+		AnalyzedAt:     l.Builtin.Now.Now().UTC(),
 		Usage:          usage,
 	}
 	applyPlan(a, plan)

@@ -25,7 +25,7 @@ type endRequest struct {
 }
 
 // decodeEndRequest validates an end-call body. An absent, null or blank
-// disconnect_reason becomes the contract's default.
+// disconnect_reason becomes "Ended Via API call".
 func decodeEndRequest(body []byte) (endRequest, error) {
 	o, err := parseObject(body)
 	if err != nil {

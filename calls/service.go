@@ -26,7 +26,7 @@ type Service struct {
 	// EnqueueTimeout bounds handing the owed work to Redis; past it the work
 	// stays owed in Postgres for the reconciler.
 	EnqueueTimeout time.Duration
-	Now            func() time.Time
+	Now            endcall.Clock
 	// OnEnded, when set, observes each transition (metrics).
 	OnEnded func(trigger endcall.Trigger, hangupStatus endcall.HangupStatus)
 }
@@ -44,7 +44,7 @@ func (s *Service) End(ctx context.Context, req endcall.EndRequest) (endcall.EndR
 	ctx = context.WithoutCancel(ctx)
 	rec, err := s.Store.RecordEnd(ctx, endcall.EndRecord{
 		WorkspaceID: req.WorkspaceID, CallID: req.CallID, Reason: req.Reason, FinalMessage: req.FinalMessage,
-		ProviderStatus: req.ProviderStatus, Hangup: req.ProviderStatus == "" && !s.Simulated, At: s.now(),
+		ProviderStatus: req.ProviderStatus, Hangup: req.ProviderStatus == "" && !s.Simulated, At: s.Now.Now(),
 	})
 	if err != nil {
 		return endcall.EndResult{}, err
@@ -108,11 +108,4 @@ func (s *Service) enqueue(ctx context.Context, callID string, work []endcall.Wor
 	if err := s.Queue.Enqueue(ctx, work); err != nil {
 		s.Log.Warn("queueing post-call work failed; the reconciler queues it", "call_id", callID, "error", err)
 	}
-}
-
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
 }

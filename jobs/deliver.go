@@ -101,7 +101,7 @@ type DeliverHandler struct {
 	// call.ended delivery as soon as it ends, instead of at their next look.
 	Wake Waker
 	Log  *slog.Logger
-	Now  func() time.Time
+	Now  endcall.Clock
 	// OnAttempt, when set, observes each attempt's outcome (metrics).
 	OnAttempt func(outcome string)
 }
@@ -141,21 +141,15 @@ type Postpone struct {
 
 func (e *Postpone) Error() string { return "postponed: " + e.Why }
 
-// maxWaitInPlace is the longest a delivery waits for its turn in its
-// worker slot; a longer wait gives the slot back and re-schedules the task.
-// asynq releases a re-scheduled task in the whole second its time falls in,
-// up to a second early, and that wait is spent here: a shorter bound would
-// send the task straight back.
-const maxWaitInPlace = 1500 * time.Millisecond
+// maxWaitInPlace is the longest a delivery waits for the endpoint's rate
+// limit in its worker slot; a longer wait gives the slot back and
+// re-schedules the task to the second its turn falls in.
+const maxWaitInPlace = 300 * time.Millisecond
 
 // waitForPredecessor bounds how long a call.analyzed delivery waits for its
 // call.ended delivery before it looks again. That delivery wakes it when it
 // ends; this is the fallback when the wake finds it still running.
 const waitForPredecessor = 30 * time.Second
-
-// scheduleLead is how much earlier than its turn a postponed task is
-// scheduled to come back.
-const scheduleLead = 300 * time.Millisecond
 
 // ProcessTask makes one attempt. A delivery that already succeeded is not
 // sent again unless this is a redelivery.
@@ -190,7 +184,7 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := h.await(ctx, j, p.Redeliver); err != nil {
 		return err
 	}
-	now := h.now()
+	now := h.Now.Now()
 	sig, err := webhook.Sign(j.Secrets, j.ID, now, body)
 	if err != nil {
 		return fmt.Errorf("signing delivery %s: %v: %w", j.ID, err, asynq.SkipRetry)
@@ -244,7 +238,7 @@ func (h *DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		delay = a.RetryAfter
 	}
 	// Delays count from the answer, as Retry-After does.
-	next := h.now().Add(delay).UTC()
+	next := h.Now.Now().Add(delay).UTC()
 	rec.NextAttemptAt = &next
 	if err := h.record(ctx, j, rec, endcall.DeliveryPending); err != nil {
 		return err
@@ -293,7 +287,7 @@ func (h *DeliverHandler) failing(ctx context.Context, j *endcall.DeliveryJob, er
 // deadline.
 func (h *DeliverHandler) await(ctx context.Context, j *endcall.DeliveryJob, redeliver bool) error {
 	if j.WaitsFor != nil && !redeliver {
-		return &Postpone{At: maxTime(j.WaitsFor.Add(time.Second), h.now().Add(waitForPredecessor)),
+		return &Postpone{At: maxTime(j.WaitsFor.Add(time.Second), h.Now.Now().Add(waitForPredecessor)),
 			Why: "the call's call.ended delivery to this endpoint is pending"}
 	}
 	waited := time.Duration(0)
@@ -304,9 +298,7 @@ func (h *DeliverHandler) await(ctx context.Context, j *endcall.DeliveryJob, rede
 		}
 		wait := max(time.Until(pp.At), 0)
 		if canRetry(ctx) && waited+wait > maxWaitInPlace {
-			// asynq starts a due task up to a quarter second late, so the
-			// task comes back a little early and waits out the rest here.
-			pp.At = pp.At.Add(-scheduleLead)
+			pp.At = wholeSecond(pp.At)
 			return pp
 		}
 		if err := sleep(ctx, wait); err != nil {
@@ -314,6 +306,18 @@ func (h *DeliverHandler) await(ctx context.Context, j *endcall.DeliveryJob, rede
 		}
 		waited += wait
 	}
+}
+
+// wholeSecond rounds a postponement to the nearest whole second, and past
+// the current one: asynq releases a re-scheduled task in the whole second
+// its time falls in, so a time within the current second would bring the
+// task straight back.
+func wholeSecond(at time.Time) time.Time {
+	at = at.Round(time.Second)
+	if now := time.Now(); at.Unix() <= now.Unix() {
+		at = now.Truncate(time.Second).Add(time.Second)
+	}
+	return at
 }
 
 // turn returns a *Postpone when the endpoint's rate limit does not let the
@@ -325,7 +329,7 @@ func (h *DeliverHandler) turn(ctx context.Context, j *endcall.DeliveryJob) (*Pos
 			return nil, fmt.Errorf("rate limiter: %w", err)
 		}
 		if wait > 0 {
-			return &Postpone{At: h.now().Add(wait), Why: "the endpoint's rate limit is reached"}, nil
+			return &Postpone{At: h.Now.Now().Add(wait), Why: "the endpoint's rate limit is reached"}, nil
 		}
 	}
 	return nil, nil
@@ -375,13 +379,6 @@ func (h *DeliverHandler) body(ctx context.Context, j *endcall.DeliveryJob) ([]by
 		return nil, err
 	}
 	return h.Store.FixDeliveryBody(ctx, j.ID, body)
-}
-
-func (h *DeliverHandler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
 }
 
 func (h *DeliverHandler) observe(a webhook.Attempt) {

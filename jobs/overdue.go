@@ -82,7 +82,7 @@ type EndOverdueHandler struct {
 	// MaxCallDuration is MAX_CALL_DURATION, for calls without their own limit.
 	MaxCallDuration time.Duration
 	Log             *slog.Logger
-	Now             func() time.Time
+	Now             endcall.Clock
 	// Batch and Concurrency default to 100 calls a query and 8 ends at once
 	// (each may wait up to PROVIDER_TIMEOUT for the provider).
 	Batch       int
@@ -109,7 +109,7 @@ func (h *EndOverdueHandler) ProcessTask(ctx context.Context, t *asynq.Task) erro
 	var failed []string
 	var errs []error
 	for {
-		calls, err := h.Store.OverdueCalls(ctx, h.now(), h.MaxCallDuration, batch, failed)
+		calls, err := h.Store.OverdueCalls(ctx, h.Now.Now(), h.MaxCallDuration, batch, failed)
 		if err != nil {
 			return errors.Join(append(errs, err)...)
 		}
@@ -164,13 +164,6 @@ func (h *EndOverdueHandler) endAll(ctx context.Context, calls []*endcall.Call) (
 		}
 	}
 	return int(ended.Load()), failed
-}
-
-func (h *EndOverdueHandler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
 }
 
 func (h *EndOverdueHandler) batch() int {

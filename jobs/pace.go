@@ -7,54 +7,69 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Pacer spaces the deliveries to an endpoint with a rate_limit at least
-// 1/rate apart, across every worker sharing its Redis. Each delivery
-// reserves its own turn once and keeps it until it is used, so a backlog
-// behind a slow endpoint waits in the queue, each task woken once at its
-// turn, instead of every waiting task polling the limit and taking worker
-// slots. A turn is only granted once the previous grant is an interval old,
-// so deliveries that come late to their turns (a busy worker) do not go
-// together.
+// Pacer holds each endpoint with a rate_limit to at most rate deliveries in
+// any window of paceWindow, across every worker sharing its Redis.
+//
+// asynq schedules retries in whole seconds, so pacing works in seconds too.
+// Each delivery reserves a second once (at most rate deliveries a second,
+// the next free one) and is re-scheduled to it, so a backlog waits in the
+// queue, each task woken once, instead of polling. When its second comes, a
+// log of the endpoint's recent grants decides: a delivery goes while fewer
+// than rate went in the last paceWindow. A reservation more than a second
+// stale (its worker was busy) is given up for the next free second, so that
+// late deliveries queue up again rather than all contend at once.
 type Pacer struct {
 	Redis redis.Scripter
 }
 
-// reserveScript returns how many microseconds delivery KEYS[2] must still
-// wait before it may go to the endpoint whose next free turn is in KEYS[1]
-// and whose last grant is in KEYS[3]; 0 when it may go now (its reservation
-// is then used up and the grant recorded). A delivery without a reservation
-// takes the next free turn, ARGV[1] microseconds after the previous one.
-// Time is Redis's own, so workers' clocks do not matter.
-var reserveScript = redis.NewScript(`
+// paceWindow is a second and 5%, so that the jitter between a grant and the
+// request's arrival (up to 50 ms) does not put rate+1 requests into one
+// second at the receiver.
+const paceWindow = 1050 * time.Millisecond
+
+// paceScript returns how many microseconds delivery ARGV[3] must still wait,
+// 0 when it may go now (its grant is then logged).
+//
+// KEYS[1] the endpoint's reservations (a hash: second s, count n), KEYS[2]
+// the delivery's reserved second, KEYS[3] the endpoint's grants (a sorted
+// set scored in microseconds). ARGV[1] rate, ARGV[2] the window in
+// microseconds. Time is Redis's own, so workers' clocks do not matter.
+var paceScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local turn = tonumber(redis.call('GET', KEYS[2]))
-if not turn then
-	turn = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-	redis.call('SET', KEYS[1], turn + interval, 'PX', math.ceil((turn - now + interval) / 1000) + 1000)
+local sec = tonumber(t[1])
+local rate, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local res = tonumber(redis.call('GET', KEYS[2]))
+if not res or res < sec - 1 then
+	local b = redis.call('HMGET', KEYS[1], 's', 'n')
+	local s, n = tonumber(b[1]) or 0, tonumber(b[2]) or 0
+	if s < sec then s, n = sec, 0 end
+	if n >= rate then s, n = s + 1, 0 end
+	redis.call('HSET', KEYS[1], 's', s, 'n', n + 1)
+	redis.call('PEXPIRE', KEYS[1], (s - sec + 2) * 1000)
+	res = s
+	redis.call('SET', KEYS[2], res, 'PX', (res - sec) * 1000 + 600000)
 end
-local ready = math.max(turn, tonumber(redis.call('GET', KEYS[3]) or '0') + interval)
-if ready <= now then
+if res > sec then
+	return res * 1000000 - now
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+if redis.call('ZCARD', KEYS[3]) < rate then
+	redis.call('ZADD', KEYS[3], now, ARGV[3] .. ':' .. now)
+	redis.call('PEXPIRE', KEYS[3], math.ceil(window / 1000) + 1000)
 	redis.call('DEL', KEYS[2])
-	redis.call('SET', KEYS[3], now, 'PX', math.ceil(interval / 1000) + 1000)
 	return 0
 end
-redis.call('SET', KEYS[2], turn, 'PX', math.ceil((turn - now) / 1000) + 600000)
-return ready - now
+local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+return math.max(tonumber(oldest[2]) + window - now, 1)
 `)
 
-// paceSlack widens the interval between grants by 3%, so that the jitter
-// between a grant and the request's arrival (up to 30 ms at 10 a second)
-// does not put rate+1 requests into one second at the receiver.
-const paceSlack = 1.03
-
-// Wait returns how long delivery must wait for its turn at endpoint, limited
-// to rate requests a second; zero means it may be attempted now.
+// Wait returns how long delivery must wait before it may be attempted at
+// endpoint, limited to rate requests a second; zero means it may go now.
 func (p *Pacer) Wait(ctx context.Context, endpoint, delivery string, rate int) (time.Duration, error) {
 	// One hash tag per endpoint keeps the keys in one Redis Cluster slot.
 	prefix := "endcall:webhook-pace:{" + endpoint + "}:"
-	interval := int64(paceSlack * 1e6 / float64(max(rate, 1)))
-	us, err := reserveScript.Run(ctx, p.Redis, []string{prefix + "next", prefix + delivery, prefix + "last"}, interval).Int64()
+	us, err := paceScript.Run(ctx, p.Redis, []string{prefix + "reserved", prefix + "delivery:" + delivery, prefix + "grants"},
+		max(rate, 1), paceWindow.Microseconds(), delivery).Int64()
 	return time.Duration(us) * time.Microsecond, err
 }

@@ -2,7 +2,7 @@ package jobs
 
 import (
 	"context"
-	"slices"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,21 +11,28 @@ import (
 	"github.com/endcall/endcall/internal/testenv"
 )
 
-// TestPacerGivesEachDeliveryItsOwnTurn: deliveries to one endpoint get turns
-// 1/rate apart; asking again keeps a delivery's turn instead of taking a new
-// one (so a waiting backlog does not push itself back), and a turn once used
-// is gone.
-func TestPacerGivesEachDeliveryItsOwnTurn(t *testing.T) {
-	t.Parallel()
+func newPacer(t *testing.T) *Pacer {
+	t.Helper()
 	opt, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	p := &Pacer{Redis: rdb}
+	t.Cleanup(func() { rdb.Close() })
+	return &Pacer{Redis: rdb}
+}
+
+// TestPacerGivesEachDeliveryItsOwnSecond: deliveries to one endpoint reserve
+// seconds, rate to a second; asking again keeps a delivery's second instead
+// of taking a new one (so a waiting backlog does not push itself back), and
+// another endpoint has seconds of its own.
+func TestPacerGivesEachDeliveryItsOwnSecond(t *testing.T) {
+	t.Parallel()
+	p := newPacer(t)
 	ctx := context.Background()
-	const rate = 2 // turns 500 ms apart
+	// Start early in a second, so that the first two go in it.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	const rate = 2
 	wait := func(delivery string) time.Duration {
 		t.Helper()
 		d, err := p.Wait(ctx, "ep", delivery, rate)
@@ -34,53 +41,61 @@ func TestPacerGivesEachDeliveryItsOwnTurn(t *testing.T) {
 		}
 		return d
 	}
-	if d := wait("a"); d != 0 {
-		t.Fatalf("first delivery waits %v, want 0", d)
+	if a, b := wait("a"), wait("b"); a != 0 || b != 0 {
+		t.Fatalf("the first %d deliveries wait %v and %v, want 0", rate, a, b)
 	}
-	b, c := wait("b"), wait("c")
-	if b < 400*time.Millisecond || b > 520*time.Millisecond || c < 900*time.Millisecond || c > 1040*time.Millisecond {
-		t.Fatalf("b waits %v, c %v; want about 500 ms and 1 s", b, c)
+	c, d, e := wait("c"), wait("d"), wait("e")
+	if c <= 0 || c > time.Second || d > c || d < c-50*time.Millisecond {
+		t.Fatalf("c and d wait %v and %v, want both until the next second", c, d)
 	}
-	// Asking again keeps the same turn.
-	if again := wait("c"); again > c || again < c-100*time.Millisecond {
-		t.Fatalf("c asked again waits %v, want its own turn (%v)", again, c)
+	if e < c+900*time.Millisecond || e > c+time.Second+50*time.Millisecond {
+		t.Fatalf("e waits %v, want a second after c (%v)", e, c)
 	}
-	// Another endpoint has turns of its own.
+	if again := wait("e"); again > e || again < e-100*time.Millisecond {
+		t.Fatalf("e asked again waits %v, want its own second (%v)", again, e)
+	}
 	if d, err := p.Wait(ctx, "other", "x", rate); err != nil || d != 0 {
 		t.Fatalf("another endpoint's first delivery waits %v (%v)", d, err)
 	}
-	time.Sleep(b)
-	if d := wait("b"); d != 0 {
-		t.Fatalf("b at its turn waits %v, want 0", d)
-	}
-	// Its turn used, b asking again (a retry) queues behind c.
-	if d := wait("b"); d < c-b {
-		t.Fatalf("b's retry waits %v, want behind c", d)
+	// At their second, c and d wait only for a and b to leave the window
+	// (a second and its slack), and then go.
+	time.Sleep(c)
+	for _, id := range []string{"c", "d"} {
+		w := wait(id)
+		if w > paceWindow-time.Second+10*time.Millisecond {
+			t.Fatalf("at its second %s waits %v, want at most the window's slack", id, w)
+		}
+		if w > 0 {
+			time.Sleep(w)
+			if w := wait(id); w != 0 {
+				t.Fatalf("%s waits %v again", id, w)
+			}
+		}
 	}
 }
 
-// TestPacerSpacesLateTurns: deliveries that come to their turns late, all at
-// once (their worker was busy), still go one interval apart.
-func TestPacerSpacesLateTurns(t *testing.T) {
+// TestPacerNeverGrantsMoreThanRateInAWindow: however late deliveries come to
+// their seconds, and however many ask at once, no window of paceWindow holds
+// more than rate grants.
+func TestPacerNeverGrantsMoreThanRateInAWindow(t *testing.T) {
 	t.Parallel()
-	opt, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	p := &Pacer{Redis: rdb}
+	p := newPacer(t)
 	ctx := context.Background()
-	const rate = 10
-	ids := []string{"a", "b", "c", "d", "e"}
-	for _, id := range ids {
-		if _, err := p.Wait(ctx, "late", id, rate); err != nil {
+	const rate = 5
+	var ids []string
+	for i := range 3 * rate {
+		ids = append(ids, fmt.Sprint("d", i))
+		if _, err := p.Wait(ctx, "late", ids[i], rate); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(600 * time.Millisecond) // every turn is now past
+	// Every delivery comes late to its second (a busy worker), all at once,
+	// and asks until it is granted.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(2*time.Second + 500*time.Millisecond)))
 	var granted []time.Time
-	for len(granted) < len(ids) {
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ids) > 0 && time.Now().Before(deadline) {
+		var left []string
 		for _, id := range ids {
 			d, err := p.Wait(ctx, "late", id, rate)
 			if err != nil {
@@ -88,15 +103,19 @@ func TestPacerSpacesLateTurns(t *testing.T) {
 			}
 			if d == 0 {
 				granted = append(granted, time.Now())
-				ids = slices.DeleteFunc(ids, func(s string) bool { return s == id })
-				break
+			} else {
+				left = append(left, id)
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		ids = left
+		time.Sleep(10 * time.Millisecond)
 	}
-	for i := 1; i < len(granted); i++ {
-		if gap := granted[i].Sub(granted[i-1]); gap < 95*time.Millisecond {
-			t.Fatalf("grant %d came %v after the one before; want at least the 100 ms interval", i, gap)
+	if len(ids) > 0 {
+		t.Fatalf("%d deliveries never granted", len(ids))
+	}
+	for i := rate; i < len(granted); i++ {
+		if span := granted[i].Sub(granted[i-rate]); span < time.Second {
+			t.Fatalf("grants %d..%d came within %v: more than %d in a second", i-rate, i, span, rate)
 		}
 	}
 }

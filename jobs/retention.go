@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/endcall/endcall"
 )
 
 // TypeDeliveryRetention deletes the deliveries that are past their retention.
@@ -70,7 +72,7 @@ type RetentionHandler struct {
 	// Retention is WEBHOOK_DELIVERY_RETENTION.
 	Retention time.Duration
 	Log       *slog.Logger
-	Now       func() time.Time
+	Now       endcall.Clock
 	// Batch defaults to 500 deliveries a statement.
 	Batch int
 }
@@ -78,18 +80,14 @@ type RetentionHandler struct {
 // ProcessTask deletes expired deliveries until none is left or its budget
 // is spent.
 func (h *RetentionHandler) ProcessTask(ctx context.Context, _ *asynq.Task) error {
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
 	batch := h.Batch
 	if batch <= 0 {
 		batch = retentionBatch
 	}
-	start := now()
+	start := h.Now.Now()
 	cutoff := start.Add(-h.Retention)
 	total := 0
-	for now().Sub(start) < retentionBudget {
+	for h.Now.Now().Sub(start) < retentionBudget {
 		n, err := h.Store.DeleteExpiredDeliveries(ctx, cutoff, batch)
 		total += n
 		if err != nil {

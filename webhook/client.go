@@ -23,7 +23,8 @@ const UserAgent = "endcall-webhooks/1"
 // let a small response's connection be reused, never a whole download.
 const maxResponseRead = 16 << 10
 
-// maxRetryAfter caps a receiver's Retry-After, as the contract requires.
+// maxRetryAfter caps a receiver's Retry-After: a receiver may slow its
+// deliveries down, but not hold one back for longer than an hour.
 const maxRetryAfter = time.Hour
 
 // ErrBlockedAddress is wrapped by the connection error when the delivery

@@ -42,7 +42,7 @@ type pipelineOptions struct {
 	analyzer       analysis.Analyzer // nil: the built-in one
 	// analysesInFlight bounds the analyses the worker runs at once (0: none).
 	analysesInFlight int
-	disableAfter   time.Duration
+	disableAfter     time.Duration
 	// shutdownTimeout is the worker's; 5 s when zero.
 	shutdownTimeout time.Duration
 }
