@@ -430,43 +430,31 @@ func (e *Enqueuer) Redeliver(ctx context.Context, work []endcall.Work) (int, err
 	return queued, errors.Join(errs...)
 }
 
-// wakeTries bounds the looks Wake takes at a task that is running: one that
-// is about to postpone itself can be run once it has.
-const wakeTries = 3
-
 // Wake queues each delivery of work, or runs its task at once when it waits
-// in the retry or scheduled set (postponed). A task found running is looked
-// at again shortly, since it may be postponing itself on what it read before
-// the wake; a task already pending needs nothing.
+// in the retry or scheduled set (postponed). A task already pending needs
+// nothing. One found running, postponing itself on what it read before the
+// wake, is left to look again on its own (waitForPredecessor): waiting for it
+// here would hold this worker slot.
 func (e *Enqueuer) Wake(ctx context.Context, work []endcall.Work) error {
 	var errs []error
 	for _, w := range work {
-		for try := 1; try <= wakeTries; try++ {
-			ok, err := e.enqueue(ctx, w, 0)
-			if ok || err != nil || e.Inspector == nil {
-				errs = append(errs, err)
-				break
-			}
-			queue, id := TaskOf(w)
-			info, err := e.Inspector.GetTaskInfo(queue, id)
-			if errors.Is(err, asynq.ErrTaskNotFound) {
-				continue // finished in between: queue it again
-			} else if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			if info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled {
-				err := e.Inspector.RunTask(queue, id)
-				if err == nil || errors.Is(err, asynq.ErrTaskNotFound) {
-					break
-				}
-			}
-			if info.State != asynq.TaskStateActive {
-				break
-			}
-			if err := sleep(ctx, 50*time.Millisecond); err != nil {
-				return err
-			}
+		ok, err := e.enqueue(ctx, w, 0)
+		if ok || err != nil || e.Inspector == nil {
+			errs = append(errs, err)
+			continue
+		}
+		queue, id := TaskOf(w)
+		info, err := e.Inspector.GetTaskInfo(queue, id)
+		if errors.Is(err, asynq.ErrTaskNotFound) {
+			continue // finished in between
+		} else if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled {
+			// A task that moved on in between needs no run: its error is
+			// not one.
+			_ = e.Inspector.RunTask(queue, id)
 		}
 	}
 	return errors.Join(errs...)
