@@ -15,9 +15,11 @@ import (
 // the next free one) and is re-scheduled to it, so a backlog waits in the
 // queue, each task woken once, instead of polling. When its second comes, a
 // log of the endpoint's recent grants decides: a delivery goes while fewer
-// than rate went in the last paceWindow. A reservation more than a second
-// stale (its worker was busy) is given up for the next free second, so that
-// late deliveries queue up again rather than all contend at once.
+// than rate went in the last paceWindow. A delivery late for its second (its
+// worker was busy) goes as soon as the log has room, so that a backlogged
+// worker still sends the endpoint its full rate; one more than a second late
+// that finds no room takes the next free second, so that late deliveries
+// queue up again rather than all contend at once.
 type Pacer struct {
 	Redis redis.Scripter
 }
@@ -39,17 +41,18 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local sec = tonumber(t[1])
 local rate, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local res = tonumber(redis.call('GET', KEYS[2]))
-if not res or res < sec - 1 then
+local function reserve()
 	local b = redis.call('HMGET', KEYS[1], 's', 'n')
 	local s, n = tonumber(b[1]) or 0, tonumber(b[2]) or 0
 	if s < sec then s, n = sec, 0 end
 	if n >= rate then s, n = s + 1, 0 end
 	redis.call('HSET', KEYS[1], 's', s, 'n', n + 1)
 	redis.call('PEXPIRE', KEYS[1], (s - sec + 2) * 1000)
-	res = s
-	redis.call('SET', KEYS[2], res, 'PX', (res - sec) * 1000 + 600000)
+	redis.call('SET', KEYS[2], s, 'PX', (s - sec) * 1000 + 600000)
+	return s
 end
+local res = tonumber(redis.call('GET', KEYS[2]))
+if not res then res = reserve() end
 if res > sec then
 	return res * 1000000 - now
 end
@@ -59,6 +62,12 @@ if redis.call('ZCARD', KEYS[3]) < rate then
 	redis.call('PEXPIRE', KEYS[3], math.ceil(window / 1000) + 1000)
 	redis.call('DEL', KEYS[2])
 	return 0
+end
+if res < sec - 1 then
+	res = reserve()
+	if res > sec then
+		return res * 1000000 - now
+	end
 end
 local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 return math.max(tonumber(oldest[2]) + window - now, 1)

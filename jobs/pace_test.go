@@ -119,3 +119,39 @@ func TestPacerNeverGrantsMoreThanRateInAWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestPacerLetsALateDeliveryGoWhenTheWindowHasRoom: a delivery that comes
+// seconds late to its reserved second (its worker was busy) goes at once
+// while the window has room, even with later seconds reserved by others,
+// rather than taking a new second at the back; one that finds the window
+// full waits for it, not for a new second.
+func TestPacerLetsALateDeliveryGoWhenTheWindowHasRoom(t *testing.T) {
+	t.Parallel()
+	p := newPacer(t)
+	ctx := context.Background()
+	const rate = 2
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	start := time.Now()
+	// a and b go at once; c..n reserve the next six seconds.
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"}
+	for _, id := range ids {
+		if _, err := p.Wait(ctx, "busy", id, rate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three seconds on, c and d (reserved for the second after a and b) are
+	// two seconds late, e's second was the last one, and the window is empty.
+	time.Sleep(time.Until(start.Add(3*time.Second + 100*time.Millisecond)))
+	for _, id := range []string{"c", "d"} {
+		if d, err := p.Wait(ctx, "busy", id, rate); err != nil || d != 0 {
+			t.Fatalf("late delivery %s waits %v (%v) with the window empty, want 0", id, d, err)
+		}
+	}
+	d, err := p.Wait(ctx, "busy", "e", rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 0 || d > paceWindow {
+		t.Fatalf("e waits %v with the window full, want at most the window", d)
+	}
+}
