@@ -19,7 +19,7 @@ import (
 // worker was busy) goes as soon as the log has room, so that a backlogged
 // worker still sends the endpoint its full rate; one more than a second late
 // that finds no room takes the next free second, so that late deliveries
-// queue up again rather than all contend at once.
+// that lose the race queue up again rather than all contend at once.
 type Pacer struct {
 	Redis redis.Scripter
 }

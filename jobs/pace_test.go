@@ -124,7 +124,7 @@ func TestPacerNeverGrantsMoreThanRateInAWindow(t *testing.T) {
 // seconds late to its reserved second (its worker was busy) goes at once
 // while the window has room, even with later seconds reserved by others,
 // rather than taking a new second at the back; one that finds the window
-// full waits for it, not for a new second.
+// full takes the next free second.
 func TestPacerLetsALateDeliveryGoWhenTheWindowHasRoom(t *testing.T) {
 	t.Parallel()
 	p := newPacer(t)
@@ -139,19 +139,20 @@ func TestPacerLetsALateDeliveryGoWhenTheWindowHasRoom(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Three seconds on, c and d (reserved for the second after a and b) are
-	// two seconds late, e's second was the last one, and the window is empty.
-	time.Sleep(time.Until(start.Add(3*time.Second + 100*time.Millisecond)))
+	// Four seconds on, c..f are two and three seconds late, and the window
+	// is empty.
+	time.Sleep(time.Until(start.Add(4*time.Second + 100*time.Millisecond)))
 	for _, id := range []string{"c", "d"} {
 		if d, err := p.Wait(ctx, "busy", id, rate); err != nil || d != 0 {
 			t.Fatalf("late delivery %s waits %v (%v) with the window empty, want 0", id, d, err)
 		}
 	}
+	// The window is full now: e takes the second after n's.
 	d, err := p.Wait(ctx, "busy", "e", rate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d <= 0 || d > paceWindow {
-		t.Fatalf("e waits %v with the window full, want at most the window", d)
+	if d < 2*time.Second || d > 3*time.Second {
+		t.Fatalf("late delivery e waits %v with the window full, want the next free second, after those reserved", d)
 	}
 }
